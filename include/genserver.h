@@ -1,0 +1,237 @@
+/* genserver.h - Erlang/OTP's GenServer for C.
+ *
+ * A runtime (gs_runtime) runs many servers on a fixed pool of worker
+ * threads. A server owns private state that only its own callbacks touch;
+ * other code talks to it by pid with asynchronous casts and synchronous
+ * calls. Callbacks of one server never run concurrently with each other.
+ *
+ *   gs_runtime *rt;  gs_runtime_start(&rt, NULL);   // one worker per CPU
+ *   gs_pid c;        gs_start(rt, &counter_ops, NULL, &c);
+ *   gs_cast(rt, c, INCR, NULL, 0);
+ *   int64_t n;       gs_call(rt, c, GET, NULL, 0, &n, sizeof n, NULL, 5000);
+ *   gs_stop(rt, c, GS_NORMAL, 5000);
+ *   gs_runtime_stop(rt);
+ *
+ * Conventions
+ *  - Every fallible function returns GS_OK (0) or a negative GS_E* code
+ *    (genserver/status.h); gs_strerror() gives the sentence.
+ *  - Every function may be called from any thread (outside threads and
+ *    callbacks alike) unless it says otherwise.
+ *  - A pid is a generation-tagged handle: once its server has stopped it
+ *    is dead forever, even when the runtime reuses the server's slot. A
+ *    stale, zero or made-up pid gives GS_ENOPROC and never touches freed
+ *    memory.
+ *  - Payloads are copied when sent ("share nothing"): the sender may reuse
+ *    its buffer as soon as the call returns.
+ *
+ * Limits: at most GS_MAX_SERVERS servers alive at once per runtime, at
+ * most GS_MAX_RUNTIMES runtimes alive at once per process, payloads of at
+ * most GS_MSG_MAX bytes.
+ */
+#ifndef GENSERVER_H
+#define GENSERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "genserver/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GS_VERSION_MAJOR 0
+#define GS_VERSION_MINOR 1
+
+#define GS_MAX_SERVERS (1u << 24)        /* live servers per runtime */
+#define GS_MAX_RUNTIMES 255              /* runtimes alive at once */
+#define GS_MSG_MAX ((size_t)64 << 20)    /* largest payload: 64 MiB */
+#define GS_MAX_WORKERS 256               /* largest worker pool */
+
+/* ------------------------------------------------------------------ */
+/* Types                                                               */
+/* ------------------------------------------------------------------ */
+
+typedef struct gs_runtime gs_runtime;
+typedef uint64_t gs_pid; /* GS_NOPID (0) is never a server */
+#define GS_NOPID ((gs_pid)0)
+
+/* The running server; valid only during the callback it is passed to. */
+typedef struct gs_ctx gs_ctx;
+
+/* A pending call. It is a plain value: copy it to reply later, from any
+ * thread, with gs_reply(). It stays safe to use after its caller gave up
+ * (the reply is then dropped). */
+typedef struct gs_from {
+    uint64_t w[2];
+} gs_from;
+
+/* Tags at or above GS_TAG_RUNTIME_BASE belong to the runtime: casts and
+ * calls with such a tag are refused with GS_EINVAL. */
+#define GS_TAG_RUNTIME_BASE 0xFFFF0000u
+
+typedef struct gs_msg {
+    uint32_t tag;     /* message kind, chosen by the user; tags >= 0xFFFF0000 are the runtime's */
+    const void *data; /* payload, copied at send time; valid until the callback returns;
+                         aligned for any type (max_align_t); NULL when len is 0 */
+    size_t len;
+    gs_pid sender; /* the sending server, or GS_NOPID for outside threads and timers */
+} gs_msg;
+
+/* A server's behaviour. Any callback may be NULL; the default is given
+ * beside each. The ops structure must stay valid while any server started
+ * with it lives (a static const is the usual choice). */
+typedef struct gs_server_ops {
+    const char *name;  /* shown in logs and crash reports; NULL: "(unnamed)" */
+    size_t state_size; /* the runtime allocates this much zeroed state per server
+                          (0 is allowed: state is then NULL) */
+
+    /* Runs on the thread calling gs_start, before gs_start returns; `arg`
+     * is gs_start's argument and may point at the caller's stack. Return
+     * GS_OK to start, GS_STOP to refuse quietly (gs_start returns
+     * GS_ECANCELED) or a negative code (gs_start returns it unchanged).
+     * A refused server never existed: terminate is not called.
+     * Default: GS_OK. */
+    int (*init)(gs_ctx *ctx, void *state, const void *arg);
+
+    /* A gs_call. Reply with gs_reply(rt, from, ...) before returning GS_OK,
+     * or return GS_NOREPLY and reply later (from any thread) with a copy of
+     * `from`. Returning GS_OK without replying is a bug: the runtime logs
+     * it and the caller gets GS_ENOREPLY at once. GS_STOP stops the server
+     * (normal) after the callback; a negative code crashes it. A call still
+     * unanswered when its server stops fails with GS_ENOPROC.
+     * Default: the caller gets GS_ENOTSUP. */
+    int (*handle_call)(gs_ctx *ctx, void *state, const gs_msg *msg, gs_from from);
+
+    /* A gs_cast. Return GS_OK, GS_STOP or a negative code (crash).
+     * Default: the message is dropped. */
+    int (*handle_cast)(gs_ctx *ctx, void *state, const gs_msg *msg);
+
+    /* A message from the runtime itself (tags >= GS_TAG_RUNTIME_BASE, and
+     * timers, monitors and links as they are added). Returns as
+     * handle_cast. Default: the message is dropped. */
+    int (*handle_info)(gs_ctx *ctx, void *state, const gs_msg *msg);
+
+    /* Runs exactly once for every server whose init succeeded, on the
+     * server's own worker: on gs_stop (with its reason), on a callback
+     * returning GS_STOP (GS_NORMAL) or a negative code (that code), and on
+     * gs_runtime_stop (GS_SHUTDOWN). Afterwards the state is freed; any
+     * resources it points to are the callback's to release. */
+    void (*terminate)(gs_ctx *ctx, void *state, int reason);
+} gs_server_ops;
+
+typedef struct gs_runtime_opts {
+    unsigned workers; /* 0: one per online CPU; at most GS_MAX_WORKERS */
+} gs_runtime_opts;
+
+/* ------------------------------------------------------------------ */
+/* Runtime                                                             */
+/* ------------------------------------------------------------------ */
+
+/* Starts a runtime and its worker threads. `opts` may be NULL.
+ * Returns GS_OK, GS_EINVAL (out is NULL, too many workers), GS_ENOMEM,
+ * GS_ELIMIT (GS_MAX_RUNTIMES already alive) or GS_EAGAIN (a thread could
+ * not be created). Idle workers sleep on a futex and use no CPU. */
+int gs_runtime_start(gs_runtime **out, const gs_runtime_opts *opts);
+
+/* Stops every server (terminate runs with GS_SHUTDOWN, after each server
+ * has handled what was already in its mailbox), joins the workers and
+ * frees everything. While it runs, gs_start returns GS_ESHUTDOWN. It waits
+ * for callbacks that are running to return. Call it once, from a thread
+ * outside the runtime: from inside a callback it returns GS_EDEADLK and
+ * does nothing. `rt` is invalid afterwards. Returns GS_OK or GS_EINVAL
+ * (rt NULL). */
+int gs_runtime_stop(gs_runtime *rt);
+
+/* ------------------------------------------------------------------ */
+/* Servers                                                             */
+/* ------------------------------------------------------------------ */
+
+/* Starts a server: allocates its state, runs ops->init (see above) and
+ * stores the new pid in *out (which may be NULL). Returns GS_OK,
+ * GS_ECANCELED (init returned GS_STOP), init's negative code, GS_EINVAL
+ * (rt or ops NULL, state_size larger than GS_MSG_MAX), GS_ENOMEM,
+ * GS_ELIMIT (GS_MAX_SERVERS alive) or GS_ESHUTDOWN. */
+int gs_start(gs_runtime *rt, const gs_server_ops *ops, const void *arg, gs_pid *out);
+
+/* Queues an asynchronous message for handle_cast and returns at once.
+ * Messages from one sender to one server are handled in the order sent.
+ * Returns GS_OK, GS_ENOPROC (no live server `to`), GS_EINVAL (rt NULL,
+ * data NULL with len > 0, a runtime tag), GS_EMSGSIZE (len > GS_MSG_MAX)
+ * or GS_ENOMEM. */
+int gs_cast(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len);
+
+/* Sends a request to handle_call and waits for the reply, at most
+ * timeout_ms (or GS_INFINITY). On GS_OK the reply is copied into `reply`
+ * (at most reply_cap bytes) and *reply_len (if not NULL) gets its full
+ * length. Returns:
+ *   GS_OK, GS_EMSGSIZE (the reply was larger than reply_cap: the first
+ *   reply_cap bytes were copied), GS_ETIMEDOUT (a reply that comes later
+ *   is dropped, never seen by a later call), GS_ENOPROC (no such server,
+ *   or it stopped before replying: returned as soon as it stops),
+ *   GS_EDEADLK (a server calling itself), GS_ENOREPLY, GS_ENOTSUP (see
+ *   handle_call), GS_EINVAL (rt NULL, data NULL with len > 0, reply NULL
+ *   with reply_cap > 0, a bad timeout, a runtime tag), GS_ENOMEM.
+ * From an outside thread the caller spins briefly, then sleeps on a futex
+ * with an absolute CLOCK_MONOTONIC deadline. From inside a callback the
+ * calling server's worker waits for the reply (the rest of the runtime
+ * keeps running on the other workers; with a single worker such a call can
+ * only end by its timeout). */
+int gs_call(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len,
+            void *reply, size_t reply_cap, size_t *reply_len, int timeout_ms);
+
+/* Answers a pending call, from any thread, exactly once. The payload is
+ * copied straight into the caller's buffer. Returns GS_OK if the reply
+ * reached a waiting caller, GS_ENOENT if there was none any more (already
+ * answered, the caller timed out, or the server stopped; the reply is
+ * dropped), GS_EINVAL (rt NULL, a `from` that no call ever produced,
+ * data NULL with len > 0), GS_EMSGSIZE (len > GS_MSG_MAX). */
+int gs_reply(gs_runtime *rt, gs_from from, const void *data, size_t len);
+
+/* Stops a server: a stop request joins its mailbox, so what was queued
+ * before it is handled first and what arrives after it is dropped (calls
+ * among them fail with GS_ENOPROC). terminate runs on the server's worker
+ * with `reason`. Waits until the server has terminated, at most timeout_ms.
+ * Returns GS_OK once it has terminated, GS_ETIMEDOUT if that took longer
+ * (the server still stops), GS_ENOPROC for a pid that is not a live
+ * server, GS_EDEADLK from inside the server's own callbacks (there, return
+ * GS_STOP), GS_EINVAL (rt NULL, bad timeout), GS_ENOMEM. Stopping a server
+ * twice concurrently: both return once it has terminated. */
+int gs_stop(gs_runtime *rt, gs_pid pid, int reason, int timeout_ms);
+
+/* The running server's own pid / its runtime. ctx NULL gives GS_NOPID / NULL. */
+gs_pid gs_self(const gs_ctx *ctx);
+gs_runtime *gs_ctx_runtime(const gs_ctx *ctx);
+
+/* ------------------------------------------------------------------ */
+/* Logging                                                             */
+/* ------------------------------------------------------------------ */
+
+enum { GS_LOG_ERROR, GS_LOG_WARNING, GS_LOG_INFO, GS_LOG_DEBUG };
+
+/* One complete line per call, without a trailing newline. Called from
+ * any thread of the runtime (workers and callers), possibly concurrently:
+ * the function must be thread-safe. */
+typedef void (*gs_log_fn)(void *user, int level, const char *line);
+
+/* Installs a logger for this runtime. Returns GS_OK, or GS_EINVAL for a
+ * NULL rt. A NULL fn restores the default logger, which writes warnings
+ * and errors to stderr and is silent when nothing is wrong; a custom
+ * logger gets every level. What the runtime logs:
+ *   GS_LOG_ERROR   crash reports: "crash report: server '<name>' <pid>
+ *                  exited with reason <n> (<sentence>); last message tag
+ *                  <tag>", and handle_call returning GS_OK without reply
+ *   GS_LOG_WARNING a call to a server without handle_call, a callback
+ *                  returning a value it may not return
+ *   GS_LOG_INFO    runtime start and stop
+ *   GS_LOG_DEBUG   messages dropped because no handler exists */
+int gs_set_logger(gs_runtime *rt, gs_log_fn fn, void *user);
+
+/* Formats a pid for logs: "<0.IDX.GEN>" (IDX: slot, GEN: generation).
+ * Writes at most cap bytes (NUL included); returns buf. */
+char *gs_pid_format(gs_pid pid, char *buf, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GENSERVER_H */

@@ -1,0 +1,208 @@
+/* internal.h - the runtime's shared structures. Public names are gs_*;
+ * internal functions are <module>_<verb>, named after their file. */
+#ifndef GS_RUNTIME_INTERNAL_H
+#define GS_RUNTIME_INTERNAL_H
+
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../queue/idxstack.h"
+#include "../queue/injectq.h"
+#include "../queue/mailbox.h"
+#include "../queue/runq.h"
+#include "genserver.h"
+
+/* ---- pids ------------------------------------------------------------
+ * gs_pid = generation (32 bits) | runtime tag (8 bits) | slot index (24).
+ * The tag (1..255) makes a pid of another runtime fail the lookup; the
+ * generation makes a pid of an earlier server in the same slot fail. */
+#define PID_INDEX_BITS 24
+#define PID_INDEX_MASK ((1u << PID_INDEX_BITS) - 1)
+#define PROC_CHUNK_SHIFT 12
+#define PROC_CHUNK_SIZE (1u << PROC_CHUNK_SHIFT)
+#define PROC_CHUNKS (GS_MAX_SERVERS / PROC_CHUNK_SIZE)
+
+static inline gs_pid pid_make(uint32_t gen, uint32_t rt_tag, uint32_t idx)
+{
+    return (gs_pid)gen << 32 | (gs_pid)rt_tag << PID_INDEX_BITS | idx;
+}
+static inline uint32_t pid_gen(gs_pid p) { return (uint32_t)(p >> 32); }
+static inline uint32_t pid_tag(gs_pid p) { return (uint32_t)(p >> PID_INDEX_BITS) & 0xFF; }
+static inline uint32_t pid_index(gs_pid p) { return (uint32_t)p & PID_INDEX_MASK; }
+
+/* ---- messages -------------------------------------------------------- */
+enum msg_kind {
+    MSG_CAST,
+    MSG_CALL, /* carries a reply ticket */
+    MSG_INFO,
+    MSG_STOP, /* carries the reason and, if somebody waits, a ticket */
+};
+
+/* A reply ticket: which reply slot, and which use of it. */
+typedef struct ticket {
+    uint32_t slot; /* UINT32_MAX: nobody waits */
+    uint64_t seq;
+} ticket;
+#define TICKET_NONE ((ticket){UINT32_MAX, 0})
+
+typedef struct msg {
+    mbox_node node; /* must be first: mailboxes link messages through it */
+    uint32_t tag;
+    uint8_t kind;
+    int32_t reason; /* MSG_STOP */
+    gs_pid sender;
+    ticket ticket;
+    size_t len;
+    alignas(max_align_t) unsigned char data[];
+} msg;
+
+/* ---- servers (procs) --------------------------------------------------
+ * A proc lives in a type-stable slot of the process table: its memory is
+ * never freed while the runtime lives, only its state and messages are.
+ * ctl packs generation | OPEN | sender references (see proc_table.c). */
+#define CTL_OPEN (UINT64_C(1) << 31)     /* accepts every message */
+#define CTL_STOPPABLE (UINT64_C(1) << 30) /* accepts stop requests (also while terminating) */
+#define CTL_REFS_MASK (CTL_STOPPABLE - 1)
+
+typedef struct pending_calls {
+    uint32_t count, cap;
+    ticket items[];
+} pending_calls;
+
+typedef struct proc {
+    /* --- written by senders --- */
+    _Atomic uint64_t ctl;
+    mailbox mb; /* head: senders; tail, stub: the worker running the proc */
+    /* --- the scheduler --- */
+    mbox_node runq_link; /* link in the global queue */
+    /* --- owner: the thread running the proc's callbacks --- */
+    const gs_server_ops *ops;
+    void *state;
+    gs_runtime *rt;
+    gs_pid pid;
+    uint32_t last_tag;
+    bool exiting;     /* stop after the current message */
+    bool replied;     /* gs_reply for the current call happened */
+    int exit_reason;
+    ticket current_call; /* the call being handled */
+    pending_calls *deferred; /* calls answered later (GS_NOREPLY) */
+    pending_calls *stop_waiters;
+    _Atomic uint32_t free_link; /* free list of slots */
+} proc;
+
+/* ---- reply slots (reply.c) ------------------------------------------- */
+typedef struct reply_slot {
+    _Atomic uint64_t state; /* seq << 2 | RS_* */
+    _Atomic uint32_t bell;  /* futex word: bumped by a completer that saw `sleeping` */
+    _Atomic uint32_t sleeping;
+    /* Written by the waiter before it publishes WAITING, read by the
+     * completer after it won WAITING -> WRITING. */
+    void *buf;
+    size_t cap;
+    /* Written by the completer before DONE, read by the waiter after. */
+    size_t len;
+    int status;
+    uint64_t seq; /* the waiter's own counter */
+    _Atomic uint32_t free_link;
+} reply_slot;
+
+#define REPLY_CHUNK_SHIFT 10
+#define REPLY_CHUNK_SIZE (1u << REPLY_CHUNK_SHIFT)
+#define REPLY_CHUNKS 4096u /* 4M slots: one per concurrent waiter */
+
+/* ---- workers and the runtime ------------------------------------------ */
+typedef struct worker {
+    runq rq;
+    gs_runtime *rt;
+    unsigned index;
+    pthread_t thread;
+    uint32_t lifo_streak; /* LIFO-slot runs in a row, for fairness */
+    uint64_t rng;
+} worker;
+
+struct gs_runtime {
+    uint32_t tag;
+    uint64_t serial;
+    unsigned nworkers;
+    worker *workers;
+
+    /* scheduler */
+    injectq global;
+    alignas(64) _Atomic uint32_t epoch; /* futex word of the parked workers */
+    _Atomic int sleepers;
+    _Atomic int spinning;
+    atomic_bool exiting;
+
+    /* process table */
+    alignas(64) _Atomic(proc *) proc_chunks[PROC_CHUNKS];
+    _Atomic uint32_t proc_fresh; /* next never-used index */
+    idxstack proc_free;
+    pthread_mutex_t grow_lock;
+    alignas(64) _Atomic uint32_t live; /* servers started and not yet gone */
+    atomic_bool stopping;
+    _Atomic uint64_t opened; /* servers opened so far (gs_runtime_stop rescans when it moves) */
+
+    /* reply slots */
+    _Atomic(reply_slot *) reply_chunks[REPLY_CHUNKS];
+    _Atomic uint32_t reply_fresh;
+    idxstack reply_free;
+
+    /* logging */
+    pthread_mutex_t log_lock;
+    gs_log_fn log_fn;
+    void *log_user;
+};
+
+/* ---- thread-local context ---------------------------------------------- */
+extern _Thread_local worker *tl_worker; /* the worker running this thread */
+extern _Thread_local proc *tl_proc;     /* the server whose callback runs */
+
+/* ---- module functions ------------------------------------------------- */
+/* proc_table.c */
+int proc_table_alloc(gs_runtime *rt, proc **out);
+void proc_table_free(gs_runtime *rt, proc *p);
+int proc_acquire(gs_runtime *rt, gs_pid pid, uint64_t need, proc **out);
+void proc_release(proc *p);
+void proc_open(proc *p);
+void proc_close_begin(proc *p);
+void proc_close_end(proc *p);
+proc *proc_table_at(gs_runtime *rt, uint32_t idx);
+uint32_t proc_table_high_water(gs_runtime *rt);
+void proc_table_destroy(gs_runtime *rt);
+
+/* reply.c */
+int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, ticket *out);
+int reply_slot_wait(gs_runtime *rt, ticket t, uint64_t deadline_ns, size_t *len_out);
+void reply_slot_abandon(gs_runtime *rt, ticket t);
+int reply_slot_complete(gs_runtime *rt, ticket t, int status, const void *data, size_t len);
+void reply_table_destroy(gs_runtime *rt);
+bool reply_ticket_waiting(gs_runtime *rt, ticket t);
+gs_from reply_from_ticket(gs_runtime *rt, ticket t);
+int reply_ticket_from(gs_runtime *rt, gs_from from, ticket *out);
+
+/* scheduler.c */
+int scheduler_start(gs_runtime *rt);
+void scheduler_stop(gs_runtime *rt);
+void scheduler_make_runnable(gs_runtime *rt, proc *p);
+void scheduler_before_block(gs_runtime *rt);
+
+/* server.c */
+bool server_run(proc *p);
+
+/* messaging.c */
+msg *msg_new(gs_runtime *rt, uint8_t kind, uint32_t tag, const void *data, size_t len);
+int msg_send(gs_runtime *rt, gs_pid to, msg *m);
+int timeout_to_deadline(int timeout_ms, uint64_t *deadline_ns);
+
+/* log.c */
+void log_init(gs_runtime *rt);
+void log_destroy(gs_runtime *rt);
+void log_write(gs_runtime *rt, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#define DEADLINE_NEVER UINT64_MAX
+
+#endif

@@ -1,0 +1,175 @@
+/* messaging.c - the public send operations: cast, call, reply, stop.
+ *
+ * Every send allocates one message (header + copied payload), takes a
+ * reference on the target's slot (proc_acquire: fails with GS_ENOPROC for
+ * anything but a live server), pushes, drops the reference, and schedules
+ * the server if the push found its mailbox idle. The message is built
+ * before the reference is taken so that the reference is held for a few
+ * instructions only (a server that is closing waits for it).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "futex.h"
+#include "internal.h"
+
+msg *msg_new(gs_runtime *rt, uint8_t kind, uint32_t tag, const void *data, size_t len)
+{
+    msg *m = malloc(sizeof(msg) + len);
+    if (m == NULL)
+        return NULL;
+    m->tag = tag;
+    m->kind = kind;
+    m->reason = 0;
+    m->sender = (tl_proc != NULL && tl_proc->rt == rt) ? tl_proc->pid : GS_NOPID;
+    m->ticket = TICKET_NONE;
+    m->len = len;
+    if (len > 0)
+        memcpy(m->data, data, len);
+    return m;
+}
+
+int msg_send(gs_runtime *rt, gs_pid to, msg *m)
+{
+    proc *p;
+    /* Stop requests also reach a server that is already terminating. */
+    int rc = proc_acquire(rt, to, m->kind == MSG_STOP ? CTL_STOPPABLE : CTL_OPEN, &p);
+    if (rc != GS_OK) {
+        free(m);
+        return rc;
+    }
+    bool was_idle = mailbox_push(&p->mb, &m->node);
+    proc_release(p);
+    /* Only we can schedule an idle server, and only a running server can
+     * close, so p stays valid until it is on a run queue. */
+    if (was_idle)
+        scheduler_make_runnable(rt, p);
+    return GS_OK;
+}
+
+int timeout_to_deadline(int timeout_ms, uint64_t *deadline_ns)
+{
+    if (timeout_ms == GS_INFINITY) {
+        *deadline_ns = DEADLINE_NEVER;
+        return GS_OK;
+    }
+    if (timeout_ms < 0 || timeout_ms > GS_TIMEOUT_MAX_MS)
+        return GS_EINVAL;
+    *deadline_ns = now_ns() + (uint64_t)timeout_ms * 1000000u;
+    return GS_OK;
+}
+
+/* Checks shared by every sender: runtime, payload, tag. */
+static int check_payload(gs_runtime *rt, uint32_t tag, const void *data, size_t len)
+{
+    if (rt == NULL || (data == NULL && len > 0) || tag >= GS_TAG_RUNTIME_BASE)
+        return GS_EINVAL;
+    if (len > GS_MSG_MAX)
+        return GS_EMSGSIZE;
+    return GS_OK;
+}
+
+/* The server whose callback this thread runs, if it belongs to rt. */
+static proc *current_in(gs_runtime *rt)
+{
+    proc *p = tl_proc;
+    return p != NULL && p->rt == rt ? p : NULL;
+}
+
+int gs_cast(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len)
+{
+    int rc = check_payload(rt, tag, data, len);
+    if (rc != GS_OK)
+        return rc;
+    if (to == GS_NOPID)
+        return GS_ENOPROC;
+    msg *m = msg_new(rt, MSG_CAST, tag, data, len);
+    if (m == NULL)
+        return GS_ENOMEM;
+    return msg_send(rt, to, m);
+}
+
+/* Sends m (which carries a fresh ticket for a slot holding buf/cap) and
+ * waits for its completion until deadline. */
+static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t cap, uint64_t deadline,
+                         size_t *len_out)
+{
+    ticket t;
+    int rc = reply_slot_take(rt, buf, cap, &t);
+    if (rc != GS_OK) {
+        free(m);
+        return rc;
+    }
+    m->ticket = t;
+    rc = msg_send(rt, to, m);
+    if (rc != GS_OK) {
+        reply_slot_abandon(rt, t);
+        return rc;
+    }
+    /* A worker that waits must not sit on runnable servers (the callee
+     * may be among them). */
+    scheduler_before_block(rt);
+    return reply_slot_wait(rt, t, deadline, len_out);
+}
+
+int gs_call(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len, void *reply,
+            size_t reply_cap, size_t *reply_len, int timeout_ms)
+{
+    int rc = check_payload(rt, tag, data, len);
+    if (rc != GS_OK)
+        return rc;
+    if (reply == NULL && reply_cap > 0)
+        return GS_EINVAL;
+    uint64_t deadline;
+    if ((rc = timeout_to_deadline(timeout_ms, &deadline)) != GS_OK)
+        return rc;
+    if (to == GS_NOPID)
+        return GS_ENOPROC;
+    proc *self = current_in(rt);
+    if (self != NULL && self->pid == to)
+        return GS_EDEADLK;
+    msg *m = msg_new(rt, MSG_CALL, tag, data, len);
+    if (m == NULL)
+        return GS_ENOMEM;
+    size_t got = 0;
+    rc = send_and_wait(rt, to, m, reply, reply_cap, deadline, &got);
+    if (reply_len != NULL && (rc == GS_OK || rc == GS_EMSGSIZE))
+        *reply_len = got;
+    return rc;
+}
+
+int gs_reply(gs_runtime *rt, gs_from from, const void *data, size_t len)
+{
+    if (rt == NULL || (data == NULL && len > 0))
+        return GS_EINVAL;
+    if (len > GS_MSG_MAX)
+        return GS_EMSGSIZE;
+    ticket t;
+    int rc = reply_ticket_from(rt, from, &t);
+    if (rc != GS_OK)
+        return rc;
+    proc *self = current_in(rt);
+    if (self != NULL && self->current_call.slot == t.slot && self->current_call.seq == t.seq)
+        self->replied = true; /* whatever the outcome, handle_call did reply */
+    return reply_slot_complete(rt, t, GS_OK, data, len);
+}
+
+int gs_stop(gs_runtime *rt, gs_pid pid, int reason, int timeout_ms)
+{
+    if (rt == NULL)
+        return GS_EINVAL;
+    uint64_t deadline;
+    int rc = timeout_to_deadline(timeout_ms, &deadline);
+    if (rc != GS_OK)
+        return rc;
+    if (pid == GS_NOPID)
+        return GS_ENOPROC;
+    proc *self = current_in(rt);
+    if (self != NULL && self->pid == pid)
+        return GS_EDEADLK;
+    msg *m = msg_new(rt, MSG_STOP, 0, NULL, 0);
+    if (m == NULL)
+        return GS_ENOMEM;
+    m->reason = reason;
+    return send_and_wait(rt, pid, m, NULL, 0, deadline, NULL);
+}

@@ -1,0 +1,237 @@
+/* reply.c - reply slots: how a call's answer (or its failure) reaches the
+ * thread that waits for it.
+ *
+ * Problem: the caller may give up (timeout) at the same moment the server
+ * answers, the answer may come from any thread at any later time (deferred
+ * replies), and a late answer must never land in a later call nor in freed
+ * memory.
+ *
+ * Design: a waiter takes a slot from a type-stable pool (chunks freed only
+ * with the runtime) and bumps the slot's 62-bit sequence number; the pair
+ * (slot, seq) is the call's ticket, carried by the request and handed to
+ * handle_call as gs_from. The slot's state word is seq << 2 | phase:
+ *     IDLE -> WAITING            the waiter, when it publishes the ticket
+ *     WAITING -> WRITING -> DONE a completer: the CAS from WAITING(seq)
+ *                                picks exactly one winner among replies,
+ *                                failures and the waiter's own timeout
+ *     WAITING -> IDLE            the waiter giving up (timeout)
+ * The winning completer copies the reply straight into the caller's buffer
+ * (safe: the waiter cannot leave while the state is WRITING, it waits for
+ * DONE), so a reply is copied once. A completer holding an old ticket
+ * fails its CAS (the seq moved on) and drops its reply: GS_ENOENT.
+ * Waiting: spin for a few microseconds (a hot server answers in well under
+ * that), then sleep on the `bell` futex with the absolute deadline. The
+ * waiter announces sleeping in `sleeping` and re-checks the state (Dekker
+ * with the completer's DONE store and `sleeping` load, both seq_cst), so a
+ * completion is never missed and a completer makes a system call only if
+ * somebody sleeps.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "futex.h"
+#include "internal.h"
+
+enum { RS_IDLE = 0, RS_WAITING = 1, RS_WRITING = 2, RS_DONE = 3 };
+
+#define REPLY_SPIN_NS 20000u /* spin this long before sleeping */
+
+static inline uint64_t rs_word(uint64_t seq, unsigned phase)
+{
+    return seq << 2 | phase;
+}
+
+static reply_slot *slot_at(gs_runtime *rt, uint32_t idx)
+{
+    if (idx >= REPLY_CHUNKS * REPLY_CHUNK_SIZE)
+        return NULL;
+    reply_slot *chunk =
+        atomic_load_explicit(&rt->reply_chunks[idx >> REPLY_CHUNK_SHIFT], memory_order_acquire);
+    return chunk ? &chunk[idx & (REPLY_CHUNK_SIZE - 1)] : NULL;
+}
+
+static _Atomic uint32_t *slot_free_link(void *ctx, uint32_t idx)
+{
+    return &slot_at(ctx, idx)->free_link;
+}
+
+static int slot_alloc(gs_runtime *rt, uint32_t *out)
+{
+    if (idxstack_pop(&rt->reply_free, out, slot_free_link, rt))
+        return GS_OK;
+    uint32_t idx = atomic_fetch_add_explicit(&rt->reply_fresh, 1, memory_order_relaxed);
+    if (idx >= REPLY_CHUNKS * REPLY_CHUNK_SIZE) {
+        atomic_fetch_sub_explicit(&rt->reply_fresh, 1, memory_order_relaxed);
+        return GS_ELIMIT;
+    }
+    _Atomic(reply_slot *) *cp = &rt->reply_chunks[idx >> REPLY_CHUNK_SHIFT];
+    if (atomic_load_explicit(cp, memory_order_acquire) == NULL) {
+        pthread_mutex_lock(&rt->grow_lock);
+        if (atomic_load_explicit(cp, memory_order_relaxed) == NULL) {
+            reply_slot *chunk = calloc(REPLY_CHUNK_SIZE, sizeof(reply_slot));
+            if (chunk == NULL) {
+                pthread_mutex_unlock(&rt->grow_lock);
+                return GS_ENOMEM; /* that index is lost; later ones retry */
+            }
+            /* release: the zeroed chunk is visible to slot_at's acquire. */
+            atomic_store_explicit(cp, chunk, memory_order_release);
+        }
+        pthread_mutex_unlock(&rt->grow_lock);
+    }
+    *out = idx;
+    return GS_OK;
+}
+
+int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, ticket *out)
+{
+    uint32_t idx;
+    int rc = slot_alloc(rt, &idx);
+    if (rc != GS_OK)
+        return rc;
+    reply_slot *s = slot_at(rt, idx);
+    s->seq++;
+    s->buf = buf;
+    s->cap = cap;
+    atomic_store_explicit(&s->sleeping, 0, memory_order_relaxed);
+    /* release: buf and cap are visible to the completer that wins the CAS
+     * from WAITING with an acquire. */
+    atomic_store_explicit(&s->state, rs_word(s->seq, RS_WAITING), memory_order_release);
+    *out = (ticket){idx, s->seq};
+    return GS_OK;
+}
+
+static void slot_release(gs_runtime *rt, reply_slot *s, uint32_t idx)
+{
+    atomic_store_explicit(&s->state, rs_word(s->seq, RS_IDLE), memory_order_relaxed);
+    idxstack_push(&rt->reply_free, idx, slot_free_link, rt);
+}
+
+void reply_slot_abandon(gs_runtime *rt, ticket t)
+{
+    slot_release(rt, slot_at(rt, t.slot), t.slot);
+}
+
+/* Sleeps until the state leaves `seen` or the deadline passes. */
+static void slot_sleep(reply_slot *s, uint64_t seen, uint64_t deadline_ns)
+{
+    uint32_t bell = atomic_load_explicit(&s->bell, memory_order_acquire);
+    /* seq_cst store then seq_cst load: Dekker with the completer's DONE
+     * store and its load of `sleeping`. Either it sees us sleeping and
+     * rings, or we see its DONE and do not sleep. */
+    atomic_store_explicit(&s->sleeping, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&s->state, memory_order_seq_cst) != seen)
+        return;
+    if (deadline_ns == DEADLINE_NEVER) {
+        futex_wait_until(&s->bell, bell, NULL);
+    } else {
+        struct timespec ts = ns_to_timespec(deadline_ns);
+        futex_wait_until(&s->bell, bell, &ts);
+    }
+}
+
+int reply_slot_wait(gs_runtime *rt, ticket t, uint64_t deadline_ns, size_t *len_out)
+{
+    reply_slot *s = slot_at(rt, t.slot);
+    const uint64_t waiting = rs_word(t.seq, RS_WAITING);
+    const uint64_t writing = rs_word(t.seq, RS_WRITING);
+    const uint64_t done = rs_word(t.seq, RS_DONE);
+    uint64_t spin_until = now_ns() + REPLY_SPIN_NS;
+    if (spin_until > deadline_ns)
+        spin_until = deadline_ns;
+
+    /* acquire on every load of DONE: pairs with the completer's store, so
+     * the reply bytes, len and status are visible. */
+    for (unsigned i = 1;; i++) {
+        if (atomic_load_explicit(&s->state, memory_order_acquire) == done)
+            goto finished;
+        if ((i & 63) == 0 && now_ns() >= spin_until)
+            break;
+        cpu_relax();
+    }
+    for (;;) {
+        uint64_t st = atomic_load_explicit(&s->state, memory_order_acquire);
+        if (st == done)
+            goto finished;
+        if (st == waiting && now_ns() >= deadline_ns) {
+            uint64_t expected = waiting;
+            /* acquire (both ways): if a completer got in first we read
+             * its result after its DONE anyway; nothing to publish here. */
+            if (atomic_compare_exchange_strong_explicit(&s->state, &expected, rs_word(t.seq, RS_IDLE),
+                                                        memory_order_acquire, memory_order_acquire)) {
+                slot_release(rt, s, t.slot);
+                return GS_ETIMEDOUT;
+            }
+            continue; /* a completer won: it is writing, DONE follows */
+        }
+        /* WRITING: the completer is copying; its DONE comes with a ring if
+         * we sleep, so wait without a deadline. */
+        slot_sleep(s, st, st == writing ? DEADLINE_NEVER : deadline_ns);
+    }
+finished:;
+    int status = s->status;
+    if (len_out != NULL)
+        *len_out = s->len;
+    slot_release(rt, s, t.slot);
+    return status;
+}
+
+int reply_slot_complete(gs_runtime *rt, ticket t, int status, const void *data, size_t len)
+{
+    reply_slot *s = slot_at(rt, t.slot);
+    if (s == NULL)
+        return GS_EINVAL;
+    uint64_t expected = rs_word(t.seq, RS_WAITING);
+    /* acquire: pairs with the waiter's release of WAITING (buf, cap). */
+    if (!atomic_compare_exchange_strong_explicit(&s->state, &expected, rs_word(t.seq, RS_WRITING),
+                                                 memory_order_acquire, memory_order_relaxed))
+        return GS_ENOENT; /* answered, given up, or an old ticket */
+    if (status == GS_OK) {
+        size_t n = len < s->cap ? len : s->cap;
+        if (n > 0)
+            memcpy(s->buf, data, n);
+        s->len = len;
+        s->status = len > s->cap ? GS_EMSGSIZE : GS_OK;
+    } else {
+        s->len = 0;
+        s->status = status;
+    }
+    /* seq_cst: publishes the reply (release) and is the first half of the
+     * Dekker pair with the waiter's `sleeping` store. The slot memory is
+     * type-stable, so touching bell after the waiter left is harmless (a
+     * spurious wake-up for a later waiter, who re-checks its state). */
+    atomic_store_explicit(&s->state, rs_word(t.seq, RS_DONE), memory_order_seq_cst);
+    if (atomic_load_explicit(&s->sleeping, memory_order_seq_cst)) {
+        atomic_fetch_add_explicit(&s->bell, 1, memory_order_release);
+        futex_wake(&s->bell, 1);
+    }
+    return GS_OK;
+}
+
+bool reply_ticket_waiting(gs_runtime *rt, ticket t)
+{
+    reply_slot *s = slot_at(rt, t.slot);
+    return s != NULL && atomic_load_explicit(&s->state, memory_order_relaxed) == rs_word(t.seq, RS_WAITING);
+}
+
+gs_from reply_from_ticket(gs_runtime *rt, ticket t)
+{
+    gs_from f = {{(uint64_t)rt->tag << 32 | t.slot, t.seq}};
+    return f;
+}
+
+int reply_ticket_from(gs_runtime *rt, gs_from from, ticket *out)
+{
+    if ((from.w[0] >> 32) != rt->tag)
+        return GS_EINVAL;
+    uint32_t idx = (uint32_t)from.w[0];
+    if (slot_at(rt, idx) == NULL || from.w[1] == 0 || from.w[1] >= (UINT64_C(1) << 62))
+        return GS_EINVAL;
+    *out = (ticket){idx, from.w[1]};
+    return GS_OK;
+}
+
+void reply_table_destroy(gs_runtime *rt)
+{
+    for (uint32_t i = 0; i < REPLY_CHUNKS; i++)
+        free(atomic_load_explicit(&rt->reply_chunks[i], memory_order_relaxed));
+}

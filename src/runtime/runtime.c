@@ -1,0 +1,148 @@
+/* runtime.c - starting and stopping a runtime.
+ *
+ * Stop order: refuse new servers (stopping), ask every live server to stop
+ * with GS_SHUTDOWN (a stop request joins its mailbox, so queued messages
+ * are handled first), wait until the live count reaches zero, re-asking
+ * every STOP_RESCAN_MS for servers whose gs_start was in flight when the
+ * stop began, then join the workers and free the tables.
+ */
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "futex.h"
+#include "internal.h"
+
+#define STOP_RESCAN_MS 20
+
+/* Runtime tags (1..GS_MAX_RUNTIMES) in use: a tag is part of every pid. */
+static pthread_mutex_t tags_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool tags_used[GS_MAX_RUNTIMES + 1];
+static _Atomic uint64_t runtime_serial;
+
+static uint32_t tag_take(void)
+{
+    uint32_t tag = 0;
+    pthread_mutex_lock(&tags_lock);
+    for (uint32_t t = 1; t <= GS_MAX_RUNTIMES; t++) {
+        if (!tags_used[t]) {
+            tags_used[t] = true;
+            tag = t;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&tags_lock);
+    return tag;
+}
+
+static void tag_give_back(uint32_t tag)
+{
+    pthread_mutex_lock(&tags_lock);
+    tags_used[tag] = false;
+    pthread_mutex_unlock(&tags_lock);
+}
+
+int gs_runtime_start(gs_runtime **out, const gs_runtime_opts *opts)
+{
+    if (out == NULL)
+        return GS_EINVAL;
+    unsigned workers = opts != NULL ? opts->workers : 0;
+    if (workers > GS_MAX_WORKERS)
+        return GS_EINVAL;
+    if (workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        workers = n < 1 ? 1 : n > GS_MAX_WORKERS ? GS_MAX_WORKERS : (unsigned)n;
+    }
+    gs_runtime *rt = aligned_alloc(64, sizeof(gs_runtime));
+    if (rt == NULL)
+        return GS_ENOMEM;
+    memset(rt, 0, sizeof *rt);
+    rt->tag = tag_take();
+    if (rt->tag == 0) {
+        free(rt);
+        return GS_ELIMIT;
+    }
+    rt->serial = atomic_fetch_add(&runtime_serial, 1) + 1;
+    rt->nworkers = workers;
+    for (uint32_t i = 0; i < PROC_CHUNKS; i++)
+        atomic_init(&rt->proc_chunks[i], NULL);
+    for (uint32_t i = 0; i < REPLY_CHUNKS; i++)
+        atomic_init(&rt->reply_chunks[i], NULL);
+    atomic_init(&rt->proc_fresh, 0);
+    atomic_init(&rt->reply_fresh, 0);
+    atomic_init(&rt->live, 0);
+    atomic_init(&rt->opened, 0);
+    atomic_init(&rt->stopping, false);
+    idxstack_init(&rt->proc_free);
+    idxstack_init(&rt->reply_free);
+    pthread_mutex_init(&rt->grow_lock, NULL);
+    log_init(rt);
+    int rc = scheduler_start(rt);
+    if (rc != GS_OK) {
+        log_destroy(rt);
+        pthread_mutex_destroy(&rt->grow_lock);
+        tag_give_back(rt->tag);
+        free(rt);
+        return rc;
+    }
+    log_write(rt, GS_LOG_INFO, "runtime started with %u workers", workers);
+    *out = rt;
+    return GS_OK;
+}
+
+/* Sends a stop request (no waiter) to every open slot. */
+static void ask_all_to_stop(gs_runtime *rt)
+{
+    uint32_t high = proc_table_high_water(rt);
+    for (uint32_t idx = 0; idx < high; idx++) {
+        proc *p = proc_table_at(rt, idx);
+        if (p == NULL)
+            continue;
+        uint64_t w = atomic_load_explicit(&p->ctl, memory_order_acquire);
+        if ((w & CTL_OPEN) == 0)
+            continue; /* free, or already terminating */
+        msg *m = msg_new(rt, MSG_STOP, 0, NULL, 0);
+        if (m == NULL)
+            continue; /* retried at the next rescan */
+        m->reason = GS_SHUTDOWN;
+        (void)msg_send(rt, pid_make((uint32_t)(w >> 32), rt->tag, idx), m);
+    }
+}
+
+int gs_runtime_stop(gs_runtime *rt)
+{
+    if (rt == NULL)
+        return GS_EINVAL;
+    if ((tl_worker != NULL && tl_worker->rt == rt) || (tl_proc != NULL && tl_proc->rt == rt))
+        return GS_EDEADLK;
+    atomic_store_explicit(&rt->stopping, true, memory_order_seq_cst);
+    log_write(rt, GS_LOG_INFO, "runtime stopping: %u servers alive, %u workers",
+              atomic_load_explicit(&rt->live, memory_order_relaxed), rt->nworkers);
+    uint64_t opened_at_scan = UINT64_MAX;
+    for (;;) {
+        uint32_t live = atomic_load_explicit(&rt->live, memory_order_seq_cst);
+        if (live == 0)
+            break;
+        /* Scan again only if servers were opened since the last scan. */
+        uint64_t opened = atomic_load_explicit(&rt->opened, memory_order_seq_cst);
+        if (opened != opened_at_scan) {
+            opened_at_scan = opened;
+            ask_all_to_stop(rt);
+        }
+        uint64_t until = now_ns() + STOP_RESCAN_MS * 1000000ull;
+        while ((live = atomic_load_explicit(&rt->live, memory_order_seq_cst)) != 0 && now_ns() < until) {
+            struct timespec ts = ns_to_timespec(until);
+            futex_wait_until(&rt->live, live, &ts);
+        }
+    }
+    scheduler_stop(rt);
+    log_write(rt, GS_LOG_INFO, "runtime stopped");
+    proc_table_destroy(rt);
+    reply_table_destroy(rt);
+    log_destroy(rt);
+    pthread_mutex_destroy(&rt->grow_lock);
+    tag_give_back(rt->tag);
+    free(rt);
+    return GS_OK;
+}

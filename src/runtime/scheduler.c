@@ -1,0 +1,307 @@
+/* scheduler.c - the worker pool: run queues, stealing, spinning, parking.
+ *
+ * Model (after Go's scheduler): N worker threads, each with a local run
+ * queue (runq.c: a stealable ring plus a LIFO slot for the server it just
+ * woke), and one global queue (injectq.c) that takes servers made runnable
+ * by threads outside the pool and overflow from full rings. A worker looks
+ * for work in its LIFO slot, its ring, the global queue, then the other
+ * workers' rings (stealing half). A server runs at most SERVER_BATCH
+ * messages (server.c) before it goes to the back of the ring.
+ *
+ * Spinning and parking. A worker that finds nothing becomes *the* spinner
+ * if nobody spins (at most one, so idle CPUs are not all burned), polls for
+ * SPIN_NS, then parks on the `epoch` futex. Making a server runnable in a
+ * stealable place calls notify(): if somebody sleeps and nobody spins,
+ * bump epoch and wake one worker. No wake-up is lost, by a Dekker
+ * handshake on seq_cst operations:
+ *     producer: make work visible; fence; read sleepers, spinning
+ *     parker:   sleepers += 1; fence; look for work; futex_wait(epoch, e)
+ * Either the producer sees the sleeper and wakes it (the epoch it read
+ * before announcing changed, so futex_wait returns at once), or the parker
+ * sees the work. A spinner that gives up decrements `spinning` before it
+ * re-checks, so a producer that skipped the wake because it saw a spinner
+ * has its work seen by that re-check. A spinner that finds work wakes a
+ * replacement only if more work is visible (Go wakes one unconditionally;
+ * that costs a futex round trip per call in the call_rtt workload).
+ * Rejected: a wake per push (a system call per message), an unbounded
+ * spinner (burns a core on an idle runtime; on 2 shared cores it also
+ * steals the caller's CPU).
+ */
+#define _GNU_SOURCE
+#include <sched.h>
+#include <stdlib.h>
+
+#include "futex.h"
+#include "internal.h"
+
+#define SPIN_NS 50000u      /* the spinner polls this long before parking */
+#define GLOBAL_BATCH 32u    /* servers moved from the global queue at once */
+#define LIFO_STREAK_MAX 32u /* LIFO-slot runs in a row before the ring gets a turn */
+
+_Thread_local worker *tl_worker;
+
+static proc *proc_of_link(mbox_node *n)
+{
+    return (proc *)((char *)n - offsetof(proc, runq_link));
+}
+
+static void notify(gs_runtime *rt)
+{
+    /* seq_cst fence: orders the caller's "work is visible" store before the
+     * loads below (the producer half of the handshake). */
+    full_fence();
+    if (atomic_load_explicit(&rt->sleepers, memory_order_relaxed) > 0 &&
+        atomic_load_explicit(&rt->spinning, memory_order_relaxed) == 0) {
+        atomic_fetch_add_explicit(&rt->epoch, 1, memory_order_release);
+        futex_wake(&rt->epoch, 1);
+    }
+}
+
+static void push_global(gs_runtime *rt, proc *p)
+{
+    injectq_push(&rt->global, &p->runq_link);
+}
+
+/* Appends p to w's ring; when full, moves half of the ring to the global
+ * queue first. */
+static void push_ring(worker *w, proc *p)
+{
+    while (!runq_push(&w->rq, p)) {
+        void *half[RUNQ_SIZE / 2 + 1];
+        uint32_t n = runq_take_half(&w->rq, half);
+        for (uint32_t i = 0; i < n; i++)
+            push_global(w->rt, half[i]);
+    }
+}
+
+void scheduler_make_runnable(gs_runtime *rt, proc *p)
+{
+    worker *w = tl_worker;
+    if (w != NULL && w->rt == rt) {
+        proc *kicked = runq_push_next(&w->rq, p);
+        if (kicked == NULL)
+            return; /* only the LIFO slot changed: this worker runs it next */
+        push_ring(w, kicked);
+    } else {
+        push_global(rt, p);
+    }
+    notify(rt);
+}
+
+/* A server that used up its batch, or must run again: back of the ring. */
+static void requeue(worker *w, proc *p)
+{
+    push_ring(w, p);
+    notify(w->rt);
+}
+
+void scheduler_before_block(gs_runtime *rt)
+{
+    worker *w = tl_worker;
+    if (w == NULL || w->rt != rt)
+        return;
+    /* The worker is about to wait for a reply: hand everything it holds,
+     * the LIFO slot included, to the others. */
+    proc *next = runq_take_next(&w->rq);
+    if (next != NULL)
+        push_global(rt, next);
+    void *half[RUNQ_SIZE / 2 + 1];
+    uint32_t n;
+    while ((n = runq_take_half(&w->rq, half)) > 0)
+        for (uint32_t i = 0; i < n; i++)
+            push_global(rt, half[i]);
+    notify(rt);
+}
+
+/* Moves up to GLOBAL_BATCH servers from the global queue: returns one to
+ * run, puts the rest in w's ring. */
+static proc *take_global(worker *w)
+{
+    gs_runtime *rt = w->rt;
+    if (!injectq_maybe_nonempty(&rt->global) || !injectq_try_lock(&rt->global))
+        return NULL;
+    proc *first = NULL;
+    unsigned moved = 0;
+    mbox_node *n;
+    while (moved < GLOBAL_BATCH && (n = injectq_pop(&rt->global)) != NULL) {
+        proc *p = proc_of_link(n);
+        if (first == NULL)
+            first = p;
+        else if (!runq_push(&w->rq, p)) {
+            injectq_unlock(&rt->global);
+            push_global(rt, p);
+            return first;
+        }
+        moved++;
+    }
+    injectq_unlock(&rt->global);
+    return first;
+}
+
+static uint64_t next_random(worker *w)
+{
+    /* xorshift64: victim order only needs to differ between workers */
+    uint64_t x = w->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return w->rng = x;
+}
+
+static proc *steal(worker *w)
+{
+    gs_runtime *rt = w->rt;
+    unsigned n = rt->nworkers;
+    if (n < 2)
+        return NULL;
+    unsigned start = (unsigned)(next_random(w) % n);
+    for (unsigned i = 0; i < n; i++) {
+        worker *v = &rt->workers[(start + i) % n];
+        if (v == w || !runq_maybe_nonempty(&v->rq))
+            continue;
+        proc *p = runq_steal(&w->rq, &v->rq);
+        if (p != NULL)
+            return p;
+    }
+    return NULL;
+}
+
+static proc *find_work(worker *w)
+{
+    proc *p;
+    /* The LIFO slot first, but not forever: a ping-pong pair would keep
+     * the ring's servers waiting. */
+    if (w->lifo_streak < LIFO_STREAK_MAX && (p = runq_take_next(&w->rq)) != NULL) {
+        w->lifo_streak++;
+        return p;
+    }
+    w->lifo_streak = 0;
+    if ((p = runq_pop(&w->rq, true)) != NULL || (p = runq_take_next(&w->rq)) != NULL)
+        return p;
+    if ((p = take_global(w)) != NULL)
+        return p;
+    return steal(w);
+}
+
+/* Whether any work is visible to w (seq_cst loads: the parker's half of the
+ * handshake, after its fence). */
+static bool work_visible(worker *w)
+{
+    gs_runtime *rt = w->rt;
+    if (atomic_load_explicit(&w->rq.next, memory_order_seq_cst) != NULL)
+        return true;
+    if (injectq_maybe_nonempty(&rt->global))
+        return true;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        if (runq_maybe_nonempty(&rt->workers[i].rq))
+            return true;
+    return false;
+}
+
+static proc *spin_for_work(worker *w)
+{
+    gs_runtime *rt = w->rt;
+    int expected = 0;
+    /* seq_cst: part of the handshake (a producer that sees a spinner skips
+     * its wake-up). */
+    if (!atomic_compare_exchange_strong_explicit(&rt->spinning, &expected, 1, memory_order_seq_cst,
+                                                 memory_order_relaxed))
+        return NULL;
+    uint64_t until = now_ns() + SPIN_NS;
+    proc *p = NULL;
+    for (unsigned i = 1; !atomic_load_explicit(&rt->exiting, memory_order_relaxed); i++) {
+        if ((p = find_work(w)) != NULL)
+            break;
+        if ((i & 15) == 0) {
+            if (now_ns() >= until)
+                break;
+            sched_yield(); /* on an oversubscribed machine, let the producer run */
+        }
+        for (int k = 0; k < 32; k++)
+            cpu_relax();
+    }
+    atomic_fetch_sub_explicit(&rt->spinning, 1, memory_order_seq_cst);
+    if (p != NULL) {
+        /* We stop spinning to run p: if more work is visible, make sure
+         * somebody else looks at it. */
+        full_fence();
+        if (work_visible(w))
+            notify(rt);
+    }
+    return p;
+}
+
+static void park(worker *w)
+{
+    gs_runtime *rt = w->rt;
+    uint32_t epoch = atomic_load_explicit(&rt->epoch, memory_order_acquire);
+    atomic_fetch_add_explicit(&rt->sleepers, 1, memory_order_seq_cst);
+    full_fence();
+    if (!atomic_load_explicit(&rt->exiting, memory_order_seq_cst) && !work_visible(w))
+        futex_wait_until(&rt->epoch, epoch, NULL);
+    atomic_fetch_sub_explicit(&rt->sleepers, 1, memory_order_seq_cst);
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    gs_runtime *rt = w->rt;
+    tl_worker = w;
+    while (!atomic_load_explicit(&rt->exiting, memory_order_acquire)) {
+        proc *p = find_work(w);
+        if (p == NULL)
+            p = spin_for_work(w);
+        if (p == NULL) {
+            park(w);
+            continue;
+        }
+        if (server_run(p))
+            requeue(w, p);
+    }
+    tl_worker = NULL;
+    return NULL;
+}
+
+int scheduler_start(gs_runtime *rt)
+{
+    injectq_init(&rt->global);
+    atomic_init(&rt->epoch, 0);
+    atomic_init(&rt->sleepers, 0);
+    atomic_init(&rt->spinning, 0);
+    atomic_init(&rt->exiting, false);
+    rt->workers = aligned_alloc(64, sizeof(worker) * rt->nworkers);
+    if (rt->workers == NULL)
+        return GS_ENOMEM;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        worker *w = &rt->workers[i];
+        runq_init(&w->rq);
+        w->rt = rt;
+        w->index = i;
+        w->lifo_streak = 0;
+        w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
+    }
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        if (pthread_create(&rt->workers[i].thread, NULL, worker_main, &rt->workers[i]) != 0) {
+            atomic_store(&rt->exiting, true);
+            atomic_fetch_add(&rt->epoch, 1);
+            futex_wake(&rt->epoch, (int)rt->nworkers);
+            for (unsigned j = 0; j < i; j++)
+                pthread_join(rt->workers[j].thread, NULL);
+            free(rt->workers);
+            rt->workers = NULL;
+            return GS_EAGAIN;
+        }
+    }
+    return GS_OK;
+}
+
+void scheduler_stop(gs_runtime *rt)
+{
+    atomic_store_explicit(&rt->exiting, true, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&rt->epoch, 1, memory_order_seq_cst);
+    futex_wake(&rt->epoch, (int)rt->nworkers);
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        pthread_join(rt->workers[i].thread, NULL);
+    free(rt->workers);
+    rt->workers = NULL;
+}

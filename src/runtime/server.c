@@ -1,0 +1,345 @@
+/* server.c - a server's life: start (init on the caller's thread), running
+ * its mailbox on a worker, and exit (terminate, then close the slot, fail
+ * what is still queued and free everything).
+ *
+ * A server runs at most SERVER_BATCH messages per turn, then goes to the
+ * back of its worker's ring, so one busy server cannot starve the others
+ * on that worker. Exit order, chosen so that every party learns the truth
+ * as early as possible and nothing is freed under a sender:
+ *   crash report (if the reason is negative)
+ *   close the slot to all but stop requests: new sends fail with
+ *     GS_ENOPROC from here on
+ *   terminate(reason)
+ *   close it to stop requests too, and let senders in the middle of a
+ *     push finish
+ *   fail queued calls (GS_ENOPROC), deferred unanswered calls (GS_ENOPROC)
+ *   free state and messages; complete the gs_stop waiters (GS_OK)
+ *   return the slot to the free list; live count - 1
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "futex.h"
+#include "internal.h"
+
+#define SERVER_BATCH 64u
+
+_Thread_local proc *tl_proc;
+
+static inline gs_ctx *ctx_of(proc *p)
+{
+    return (gs_ctx *)p;
+}
+
+static const char *server_name(const proc *p)
+{
+    return p->ops->name != NULL ? p->ops->name : "(unnamed)";
+}
+
+gs_pid gs_self(const gs_ctx *ctx)
+{
+    return ctx != NULL ? ((const proc *)ctx)->pid : GS_NOPID;
+}
+
+gs_runtime *gs_ctx_runtime(const gs_ctx *ctx)
+{
+    return ctx != NULL ? ((const proc *)ctx)->rt : NULL;
+}
+
+/* Appends t to *list (growing it); false if memory ran out. */
+static bool tickets_add(pending_calls **list, ticket t)
+{
+    pending_calls *l = *list;
+    if (l == NULL || l->count == l->cap) {
+        uint32_t cap = l == NULL ? 4 : l->cap * 2;
+        pending_calls *grown = realloc(l, sizeof(*l) + cap * sizeof(ticket));
+        if (grown == NULL)
+            return false;
+        if (l == NULL)
+            grown->count = 0;
+        grown->cap = cap;
+        *list = l = grown;
+    }
+    l->items[l->count++] = t;
+    return true;
+}
+
+/* Completes every ticket of *list with status and frees the list. */
+static void tickets_complete_all(gs_runtime *rt, pending_calls **list, int status)
+{
+    pending_calls *l = *list;
+    if (l == NULL)
+        return;
+    for (uint32_t i = 0; i < l->count; i++)
+        (void)reply_slot_complete(rt, l->items[i], status, NULL, 0);
+    free(l);
+    *list = NULL;
+}
+
+/* Drops answered tickets from the deferred list before it grows, so a
+ * server that defers many replies keeps only the unanswered ones. */
+static void deferred_prune(gs_runtime *rt, pending_calls *l)
+{
+    if (l == NULL || l->count < l->cap || l->cap < 64)
+        return;
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < l->count; i++)
+        if (reply_ticket_waiting(rt, l->items[i]))
+            l->items[kept++] = l->items[i];
+    l->count = kept;
+}
+
+static void msg_free_node(mbox_node *n)
+{
+    free(n); /* the node is the first member of msg */
+}
+
+static void remember_unanswered(proc *p, ticket t)
+{
+    if (!tickets_add(&p->deferred, t)) {
+        /* Out of memory: fail the call now rather than leave it hanging. */
+        (void)reply_slot_complete(p->rt, t, GS_ENOMEM, NULL, 0);
+    }
+}
+
+/* What a callback's return value means for its server. */
+static void apply_return(proc *p, int rc, const char *callback)
+{
+    if (rc == GS_OK)
+        return;
+    if (rc == GS_STOP) {
+        p->exiting = true;
+        p->exit_reason = GS_NORMAL;
+        return;
+    }
+    if (rc > 0) {
+        char pidbuf[48];
+        log_write(p->rt, GS_LOG_WARNING, "server '%s' %s: %s returned %d, which it may not return",
+                  server_name(p), gs_pid_format(p->pid, pidbuf, sizeof pidbuf), callback, rc);
+        rc = GS_EBADRETURN;
+    }
+    p->exiting = true;
+    p->exit_reason = rc;
+}
+
+static void handle_call(proc *p, msg *m, const gs_msg *gm)
+{
+    gs_runtime *rt = p->rt;
+    if (p->ops->handle_call == NULL) {
+        char pidbuf[48];
+        log_write(rt, GS_LOG_WARNING, "server '%s' %s has no handle_call; call with tag %" PRIu32 " refused",
+                  server_name(p), gs_pid_format(p->pid, pidbuf, sizeof pidbuf), m->tag);
+        (void)reply_slot_complete(rt, m->ticket, GS_ENOTSUP, NULL, 0);
+        return;
+    }
+    p->current_call = m->ticket;
+    p->replied = false;
+    int rc = p->ops->handle_call(ctx_of(p), p->state, gm, reply_from_ticket(rt, m->ticket));
+    p->current_call = TICKET_NONE;
+    if (rc == GS_NOREPLY) {
+        if (!p->replied) {
+            deferred_prune(rt, p->deferred);
+            remember_unanswered(p, m->ticket);
+        }
+        return;
+    }
+    if (rc == GS_OK) {
+        if (!p->replied && reply_slot_complete(rt, m->ticket, GS_ENOREPLY, NULL, 0) == GS_OK) {
+            char pidbuf[48];
+            log_write(rt, GS_LOG_ERROR,
+                      "server '%s' %s: handle_call returned GS_OK without replying to the call with "
+                      "tag %" PRIu32 "; the caller got GS_ENOREPLY",
+                      server_name(p), gs_pid_format(p->pid, pidbuf, sizeof pidbuf), m->tag);
+        }
+        return;
+    }
+    /* Stopping or crashing without a reply: the caller learns GS_ENOPROC
+     * once the server has terminated. */
+    if (!p->replied)
+        remember_unanswered(p, m->ticket);
+    apply_return(p, rc, "handle_call");
+}
+
+static void dispatch(proc *p, msg *m)
+{
+    const gs_server_ops *ops = p->ops;
+    gs_msg gm = {.tag = m->tag, .data = m->len ? m->data : NULL, .len = m->len, .sender = m->sender};
+    p->last_tag = m->tag;
+    switch (m->kind) {
+    case MSG_CAST:
+        if (ops->handle_cast != NULL)
+            apply_return(p, ops->handle_cast(ctx_of(p), p->state, &gm), "handle_cast");
+        else
+            log_write(p->rt, GS_LOG_DEBUG, "server '%s': cast with tag %" PRIu32 " dropped (no handle_cast)",
+                      server_name(p), m->tag);
+        break;
+    case MSG_INFO:
+        if (ops->handle_info != NULL)
+            apply_return(p, ops->handle_info(ctx_of(p), p->state, &gm), "handle_info");
+        break;
+    case MSG_CALL:
+        handle_call(p, m, &gm);
+        break;
+    case MSG_STOP:
+        p->exiting = true;
+        p->exit_reason = m->reason;
+        if (m->ticket.slot != UINT32_MAX && !tickets_add(&p->stop_waiters, m->ticket))
+            (void)reply_slot_complete(p->rt, m->ticket, GS_OK, NULL, 0); /* early, but never lost */
+        break;
+    }
+}
+
+/* Empties the closed mailbox: calls fail, stop requests wait for the end. */
+static void drain_mailbox(proc *p)
+{
+    mbox_node *node, *retired;
+    while ((node = mailbox_pop(&p->mb, &retired)) != NULL) {
+        if (retired != NULL)
+            msg_free_node(retired);
+        msg *m = (msg *)node;
+        if (m->kind == MSG_CALL)
+            (void)reply_slot_complete(p->rt, m->ticket, GS_ENOPROC, NULL, 0);
+        else if (m->kind == MSG_STOP && m->ticket.slot != UINT32_MAX &&
+                 !tickets_add(&p->stop_waiters, m->ticket))
+            (void)reply_slot_complete(p->rt, m->ticket, GS_OK, NULL, 0);
+    }
+    if (retired != NULL)
+        msg_free_node(retired);
+    mbox_node *tail = mailbox_tail_node(&p->mb);
+    if (tail != NULL)
+        msg_free_node(tail);
+}
+
+/* Ends a server: see the top of the file. Must not touch p afterwards. */
+static void proc_dispose(proc *p, bool run_terminate, int reason)
+{
+    gs_runtime *rt = p->rt;
+    proc_close_begin(p);
+    if (run_terminate && p->ops->terminate != NULL) {
+        proc *saved = tl_proc;
+        tl_proc = p;
+        p->ops->terminate(ctx_of(p), p->state, reason);
+        tl_proc = saved;
+    }
+    proc_close_end(p);
+    drain_mailbox(p);
+    tickets_complete_all(rt, &p->deferred, GS_ENOPROC);
+    free(p->state);
+    p->state = NULL;
+    tickets_complete_all(rt, &p->stop_waiters, GS_OK);
+    proc_table_free(rt, p);
+    /* The last access to rt on behalf of this server (gs_runtime_stop
+     * joins the workers, and waits for gs_start callers to see live drop,
+     * before freeing). While a runtime stop is in progress, wake it. */
+    atomic_fetch_sub_explicit(&rt->live, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&rt->stopping, memory_order_seq_cst))
+        futex_wake(&rt->live, 1);
+}
+
+static void server_exit(proc *p)
+{
+    int reason = p->exit_reason;
+    if (reason < 0) {
+        char pidbuf[48];
+        log_write(p->rt, GS_LOG_ERROR,
+                  "crash report: server '%s' %s exited with reason %d (%s); last message tag %" PRIu32,
+                  server_name(p), gs_pid_format(p->pid, pidbuf, sizeof pidbuf), reason, gs_strerror(reason),
+                  p->last_tag);
+    }
+    proc_dispose(p, true, reason);
+}
+
+bool server_run(proc *p)
+{
+    proc *saved = tl_proc;
+    tl_proc = p;
+    bool again = false;
+    for (unsigned n = 0;; n++) {
+        if (n == SERVER_BATCH) {
+            again = true;
+            break;
+        }
+        mbox_node *retired;
+        mbox_node *node = mailbox_pop(&p->mb, &retired);
+        if (retired != NULL)
+            msg_free_node(retired);
+        if (node == NULL) {
+            /* Idle if really empty; otherwise a push is half-way: again. */
+            again = !mailbox_try_idle(&p->mb);
+            break; /* after a successful try_idle, p is not ours any more */
+        }
+        dispatch(p, (msg *)node);
+        if (p->exiting) {
+            server_exit(p);
+            tl_proc = saved;
+            return false;
+        }
+    }
+    tl_proc = saved;
+    return again;
+}
+
+int gs_start(gs_runtime *rt, const gs_server_ops *ops, const void *arg, gs_pid *out)
+{
+    if (rt == NULL || ops == NULL || ops->state_size > GS_MSG_MAX)
+        return GS_EINVAL;
+    /* live first, then stopping: gs_runtime_stop sets stopping first and
+     * then waits for live to reach 0, so a start it did not refuse is one
+     * it waits for (seq_cst on both sides). */
+    atomic_fetch_add_explicit(&rt->live, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&rt->stopping, memory_order_seq_cst)) {
+        atomic_fetch_sub_explicit(&rt->live, 1, memory_order_seq_cst);
+        futex_wake(&rt->live, 1);
+        return GS_ESHUTDOWN;
+    }
+    void *state = NULL;
+    if (ops->state_size > 0 && (state = calloc(1, ops->state_size)) == NULL) {
+        atomic_fetch_sub_explicit(&rt->live, 1, memory_order_seq_cst);
+        return GS_ENOMEM;
+    }
+    proc *p;
+    int rc = proc_table_alloc(rt, &p);
+    if (rc != GS_OK) {
+        free(state);
+        atomic_fetch_sub_explicit(&rt->live, 1, memory_order_seq_cst);
+        return rc;
+    }
+    p->ops = ops;
+    p->state = state;
+    p->last_tag = 0;
+    p->exiting = false;
+    p->replied = false;
+    p->exit_reason = GS_NORMAL;
+    p->current_call = TICKET_NONE;
+    p->deferred = NULL;
+    p->stop_waiters = NULL;
+    mailbox_init(&p->mb); /* starts "scheduled": nothing runs it during init */
+    proc_open(p);
+    atomic_fetch_add_explicit(&rt->opened, 1, memory_order_seq_cst);
+    gs_pid pid = p->pid;
+
+    proc *saved = tl_proc;
+    tl_proc = p;
+    rc = ops->init != NULL ? ops->init(ctx_of(p), state, arg) : GS_OK;
+    tl_proc = saved;
+
+    if (rc == GS_OK) {
+        if (out != NULL)
+            *out = pid;
+        /* Messages sent during init are waiting: schedule if any. */
+        if (!mailbox_try_idle(&p->mb))
+            scheduler_make_runnable(rt, p);
+        return GS_OK;
+    }
+    if (rc == GS_STOP) {
+        rc = GS_ECANCELED;
+    } else if (rc > 0) {
+        char pidbuf[48];
+        log_write(rt, GS_LOG_WARNING, "server '%s' %s: init returned %d, which it may not return",
+                  server_name(p), gs_pid_format(pid, pidbuf, sizeof pidbuf), rc);
+        rc = GS_EBADRETURN;
+    }
+    proc_dispose(p, false, rc); /* refused: no terminate */
+    return rc;
+}
