@@ -204,6 +204,42 @@ gs_pid gs_self(const gs_ctx *ctx);
 gs_runtime *gs_ctx_runtime(const gs_ctx *ctx);
 
 /* ------------------------------------------------------------------ */
+/* Timers                                                              */
+/* ------------------------------------------------------------------ */
+
+/* A timer handle. 0 is never a timer. */
+typedef uint64_t gs_timer;
+
+/* The tag of the idle-timeout message (see gs_set_idle_timeout). */
+#define GS_TAG_TIMEOUT 0xFFFF0001u
+
+/* Delivers a copy of (tag, data, len) to `to`'s handle_info after delay_ms
+ * (0: as soon as possible), with sender GS_NOPID. Never early; late by at
+ * most about a millisecond while the runtime keeps up. *out (may be NULL)
+ * gets a handle for gs_cancel_timer. A timer whose target stops is
+ * cancelled with it. Returns GS_OK, GS_ENOPROC (`to` is not a live
+ * server), GS_EINVAL (rt NULL, data NULL with len > 0, a runtime tag,
+ * delay_ms negative or above GS_TIMEOUT_MAX_MS), GS_EMSGSIZE, GS_ENOMEM. */
+int gs_send_after(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len, int delay_ms,
+                  gs_timer *out);
+
+/* Cancels a timer. Returns GS_OK if it was cancelled before firing (its
+ * message will never be delivered), GS_ENOENT if it already fired, was
+ * already cancelled, its server stopped, or it never existed; GS_EINVAL
+ * for a NULL rt. Any thread. A timer that fires while it is being
+ * cancelled has exactly one outcome: delivered and GS_ENOENT, or not
+ * delivered and GS_OK. */
+int gs_cancel_timer(gs_runtime *rt, gs_timer t);
+
+/* From a callback: from now on, whenever the server has received nothing
+ * for ms milliseconds, handle_info gets a message with tag GS_TAG_TIMEOUT
+ * (no payload), and again after every further ms of silence, until
+ * gs_set_idle_timeout(ctx, GS_INFINITY) clears it. ms must be > 0 or
+ * GS_INFINITY (anything else is ignored). Costs no timer operation per
+ * message received; setting the same value again is free. */
+void gs_set_idle_timeout(gs_ctx *ctx, int ms);
+
+/* ------------------------------------------------------------------ */
 /* Logging                                                             */
 /* ------------------------------------------------------------------ */
 
@@ -227,7 +263,7 @@ typedef void (*gs_log_fn)(void *user, int level, const char *line);
  *   GS_LOG_DEBUG   messages dropped because no handler exists */
 int gs_set_logger(gs_runtime *rt, gs_log_fn fn, void *user);
 
-/* Formats a pid for logs: "<0.IDX.GEN>" (IDX: slot, GEN: generation).
+/* Formats a pid for logs: "<RT.IDX.GEN>" (runtime tag, slot, generation).
  * Writes at most cap bytes (NUL included); returns buf. */
 char *gs_pid_format(gs_pid pid, char *buf, size_t cap);
 

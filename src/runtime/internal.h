@@ -14,7 +14,9 @@
 #include "../queue/injectq.h"
 #include "../queue/mailbox.h"
 #include "../queue/runq.h"
+#include "../queue/wheel.h"
 #include "genserver.h"
+#include "pool.h"
 
 /* ---- pids ------------------------------------------------------------
  * gs_pid = generation (32 bits) | runtime tag (8 bits) | slot index (24).
@@ -23,8 +25,6 @@
 #define PID_INDEX_BITS 24
 #define PID_INDEX_MASK ((1u << PID_INDEX_BITS) - 1)
 #define PROC_CHUNK_SHIFT 12
-#define PROC_CHUNK_SIZE (1u << PROC_CHUNK_SHIFT)
-#define PROC_CHUNKS (GS_MAX_SERVERS / PROC_CHUNK_SIZE)
 
 static inline gs_pid pid_make(uint32_t gen, uint32_t rt_tag, uint32_t idx)
 {
@@ -40,6 +40,7 @@ enum msg_kind {
     MSG_CALL, /* carries a reply ticket */
     MSG_INFO,
     MSG_STOP, /* carries the reason and, if somebody waits, a ticket */
+    MSG_IDLE, /* the idle-timeout timer came due (see timers.c) */
 };
 
 /* A reply ticket: which reply slot, and which use of it. */
@@ -73,9 +74,21 @@ typedef struct pending_calls {
     ticket items[];
 } pending_calls;
 
+struct timer_rec;
+
+/* What few servers need, allocated on first use (owner only). */
+typedef struct proc_extra {
+    pending_calls *deferred;     /* calls answered later (GS_NOREPLY) */
+    pending_calls *stop_waiters; /* gs_stop callers waiting for the end */
+    int idle_ms;                 /* 0: no idle timeout */
+    gs_timer idle_timer;         /* armed idle check, or 0 */
+    uint64_t idle_seq;           /* numbers the armings: stale checks are ignored */
+    uint64_t last_activity_ns;   /* when the server last handled a message */
+} proc_extra;
+
 typedef struct proc {
     /* --- written by senders --- */
-    _Atomic uint64_t ctl;
+    alignas(64) _Atomic uint64_t ctl;
     mailbox mb; /* head: senders; tail, stub: the worker running the proc */
     /* --- the scheduler --- */
     mbox_node runq_link; /* link in the global queue */
@@ -85,18 +98,20 @@ typedef struct proc {
     gs_runtime *rt;
     gs_pid pid;
     uint32_t last_tag;
-    bool exiting;     /* stop after the current message */
-    bool replied;     /* gs_reply for the current call happened */
+    bool exiting;           /* stop after the current message */
+    bool replied;           /* gs_reply for the current call happened */
+    atomic_bool has_timers; /* set by whoever arms a timer for it: purge at exit */
     int exit_reason;
     ticket current_call; /* the call being handled */
-    pending_calls *deferred; /* calls answered later (GS_NOREPLY) */
-    pending_calls *stop_waiters;
+    proc_extra *extra;   /* NULL until needed */
+    /* --- the timer thread only --- */
+    struct timer_rec *timers; /* timers aimed at this slot, for purging */
     _Atomic uint32_t free_link; /* free list of slots */
 } proc;
 
 /* ---- reply slots (reply.c) ------------------------------------------- */
 typedef struct reply_slot {
-    _Atomic uint64_t state; /* seq << 2 | RS_* */
+    alignas(64) _Atomic uint64_t state; /* seq << 2 | RS_* */
     _Atomic uint32_t bell;  /* futex word: bumped by a completer that saw `sleeping` */
     _Atomic uint32_t sleeping;
     /* Written by the waiter before it publishes WAITING, read by the
@@ -111,8 +126,7 @@ typedef struct reply_slot {
 } reply_slot;
 
 #define REPLY_CHUNK_SHIFT 10
-#define REPLY_CHUNK_SIZE (1u << REPLY_CHUNK_SHIFT)
-#define REPLY_CHUNKS 4096u /* 4M slots: one per concurrent waiter */
+#define REPLY_SLOTS_MAX (1u << 22) /* one per concurrent waiter */
 
 /* ---- workers and the runtime ------------------------------------------ */
 typedef struct worker {
@@ -138,18 +152,16 @@ struct gs_runtime {
     atomic_bool exiting;
 
     /* process table */
-    alignas(64) _Atomic(proc *) proc_chunks[PROC_CHUNKS];
-    _Atomic uint32_t proc_fresh; /* next never-used index */
-    idxstack proc_free;
-    pthread_mutex_t grow_lock;
+    pool procs;
     alignas(64) _Atomic uint32_t live; /* servers started and not yet gone */
     atomic_bool stopping;
     _Atomic uint64_t opened; /* servers opened so far (gs_runtime_stop rescans when it moves) */
 
     /* reply slots */
-    _Atomic(reply_slot *) reply_chunks[REPLY_CHUNKS];
-    _Atomic uint32_t reply_fresh;
-    idxstack reply_free;
+    pool replies;
+
+    /* timers (timers.c) */
+    struct timer_service *timers;
 
     /* logging */
     pthread_mutex_t log_lock;
@@ -170,6 +182,7 @@ void proc_release(proc *p);
 void proc_open(proc *p);
 void proc_close_begin(proc *p);
 void proc_close_end(proc *p);
+int proc_table_init(gs_runtime *rt);
 proc *proc_table_at(gs_runtime *rt, uint32_t idx);
 uint32_t proc_table_high_water(gs_runtime *rt);
 void proc_table_destroy(gs_runtime *rt);
@@ -179,6 +192,7 @@ int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, ticket *out);
 int reply_slot_wait(gs_runtime *rt, ticket t, uint64_t deadline_ns, size_t *len_out);
 void reply_slot_abandon(gs_runtime *rt, ticket t);
 int reply_slot_complete(gs_runtime *rt, ticket t, int status, const void *data, size_t len);
+int reply_table_init(gs_runtime *rt);
 void reply_table_destroy(gs_runtime *rt);
 bool reply_ticket_waiting(gs_runtime *rt, ticket t);
 gs_from reply_from_ticket(gs_runtime *rt, ticket t);
@@ -197,6 +211,13 @@ bool server_run(proc *p);
 msg *msg_new(gs_runtime *rt, uint8_t kind, uint32_t tag, const void *data, size_t len);
 int msg_send(gs_runtime *rt, gs_pid to, msg *m);
 int timeout_to_deadline(int timeout_ms, uint64_t *deadline_ns);
+
+/* timers.c */
+int timers_start(gs_runtime *rt);
+void timers_stop(gs_runtime *rt);
+void timers_purge(gs_runtime *rt, proc *p);
+int timers_arm_idle(proc *p, uint64_t deadline_ns, gs_timer *out);
+proc_extra *proc_extra_get(proc *p);
 
 /* log.c */
 void log_init(gs_runtime *rt);

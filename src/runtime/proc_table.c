@@ -5,9 +5,9 @@
  * slot be reused) at any moment, yet a send must never touch freed memory
  * nor reach a newer server in the same slot.
  *
- * Design: procs live in chunks of PROC_CHUNK_SIZE that are allocated on
- * demand and freed only with the runtime (type-stable memory), so a
- * pointer to a slot is always safe to dereference. Each proc has a control
+ * Design: procs live in a type-stable pool (pool.c): chunks allocated on
+ * demand and freed only with the runtime, so a pointer to a slot is always
+ * safe to dereference. Each proc has a control
  * word `ctl` = generation (32) | OPEN (bit 31) | STOPPABLE (bit 30) |
  * references (30 bits).
  *   - A sender does one fetch_add(+1) on ctl. If the generation matches its
@@ -31,77 +31,33 @@
  * (a grace period per stop is far slower than reusing the slot).
  */
 #include <sched.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "futex.h"
 #include "internal.h"
 
-proc *proc_table_at(gs_runtime *rt, uint32_t idx)
+_Static_assert(sizeof(proc) % 64 == 0, "procs are whole cache lines");
+
+int proc_table_init(gs_runtime *rt)
 {
-    if (idx >= GS_MAX_SERVERS)
-        return NULL;
-    /* acquire: pairs with the release store that published the chunk. */
-    proc *chunk = atomic_load_explicit(&rt->proc_chunks[idx >> PROC_CHUNK_SHIFT], memory_order_acquire);
-    return chunk ? &chunk[idx & (PROC_CHUNK_SIZE - 1)] : NULL;
+    return pool_init(&rt->procs, sizeof(proc), offsetof(proc, free_link), PROC_CHUNK_SHIFT, GS_MAX_SERVERS);
 }
 
-static _Atomic uint32_t *proc_free_link(void *ctx, uint32_t idx)
+proc *proc_table_at(gs_runtime *rt, uint32_t idx)
 {
-    return &proc_table_at(ctx, idx)->free_link;
+    return pool_at(&rt->procs, idx);
 }
 
 uint32_t proc_table_high_water(gs_runtime *rt)
 {
-    uint32_t n = atomic_load_explicit(&rt->proc_fresh, memory_order_acquire);
-    return n > GS_MAX_SERVERS ? GS_MAX_SERVERS : n;
-}
-
-static proc *chunk_new(void)
-{
-    proc *chunk = aligned_alloc(64, sizeof(proc) * PROC_CHUNK_SIZE);
-    if (chunk == NULL)
-        return NULL;
-    memset(chunk, 0, sizeof(proc) * PROC_CHUNK_SIZE);
-    for (uint32_t i = 0; i < PROC_CHUNK_SIZE; i++) {
-        atomic_init(&chunk[i].ctl, 0);
-        atomic_init(&chunk[i].free_link, 0);
-    }
-    return chunk;
-}
-
-/* Makes sure the chunk holding idx exists. */
-static int ensure_chunk(gs_runtime *rt, uint32_t idx)
-{
-    _Atomic(proc *) *slot = &rt->proc_chunks[idx >> PROC_CHUNK_SHIFT];
-    if (atomic_load_explicit(slot, memory_order_acquire) != NULL)
-        return GS_OK;
-    pthread_mutex_lock(&rt->grow_lock);
-    int rc = GS_OK;
-    if (atomic_load_explicit(slot, memory_order_relaxed) == NULL) {
-        proc *chunk = chunk_new();
-        if (chunk == NULL)
-            rc = GS_ENOMEM;
-        else
-            atomic_store_explicit(slot, chunk, memory_order_release);
-    }
-    pthread_mutex_unlock(&rt->grow_lock);
-    return rc;
+    return pool_high_water(&rt->procs);
 }
 
 int proc_table_alloc(gs_runtime *rt, proc **out)
 {
     uint32_t idx;
-    if (!idxstack_pop(&rt->proc_free, &idx, proc_free_link, rt)) {
-        idx = atomic_fetch_add_explicit(&rt->proc_fresh, 1, memory_order_relaxed);
-        if (idx >= GS_MAX_SERVERS) {
-            atomic_fetch_sub_explicit(&rt->proc_fresh, 1, memory_order_relaxed);
-            return GS_ELIMIT;
-        }
-        int rc = ensure_chunk(rt, idx);
-        if (rc != GS_OK)
-            return rc; /* that one index is lost; later ones retry the chunk */
-    }
+    int rc = pool_alloc(&rt->procs, &idx);
+    if (rc != GS_OK)
+        return rc;
     proc *p = proc_table_at(rt, idx);
     /* A new generation, still closed: nobody can send to it before
      * proc_open. relaxed: published by proc_open's release. */
@@ -122,7 +78,7 @@ void proc_open(proc *p)
 
 void proc_table_free(gs_runtime *rt, proc *p)
 {
-    idxstack_push(&rt->proc_free, pid_index(p->pid), proc_free_link, rt);
+    pool_free(&rt->procs, pid_index(p->pid));
 }
 
 int proc_acquire(gs_runtime *rt, gs_pid pid, uint64_t need, proc **out)
@@ -176,8 +132,5 @@ void proc_close_end(proc *p)
 
 void proc_table_destroy(gs_runtime *rt)
 {
-    for (uint32_t i = 0; i < PROC_CHUNKS; i++) {
-        proc *chunk = atomic_load_explicit(&rt->proc_chunks[i], memory_order_relaxed);
-        free(chunk);
-    }
+    pool_destroy(&rt->procs);
 }

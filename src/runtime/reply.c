@@ -6,8 +6,7 @@
  * replies), and a late answer must never land in a later call nor in freed
  * memory.
  *
- * Design: a waiter takes a slot from a type-stable pool (chunks freed only
- * with the runtime) and bumps the slot's 62-bit sequence number; the pair
+ * Design: a waiter takes a slot from a type-stable pool (pool.c) and bumps the slot's 62-bit sequence number; the pair
  * (slot, seq) is the call's ticket, carried by the request and handed to
  * handle_call as gs_from. The slot's state word is seq << 2 | phase:
  *     IDLE -> WAITING            the waiter, when it publishes the ticket
@@ -26,7 +25,6 @@
  * completion is never missed and a completer makes a system call only if
  * somebody sleeps.
  */
-#include <stdlib.h>
 #include <string.h>
 
 #include "futex.h"
@@ -41,51 +39,28 @@ static inline uint64_t rs_word(uint64_t seq, unsigned phase)
     return seq << 2 | phase;
 }
 
+_Static_assert(sizeof(reply_slot) % 64 == 0, "reply slots are whole cache lines");
+
+int reply_table_init(gs_runtime *rt)
+{
+    return pool_init(&rt->replies, sizeof(reply_slot), offsetof(reply_slot, free_link), REPLY_CHUNK_SHIFT,
+                     REPLY_SLOTS_MAX);
+}
+
+void reply_table_destroy(gs_runtime *rt)
+{
+    pool_destroy(&rt->replies);
+}
+
 static reply_slot *slot_at(gs_runtime *rt, uint32_t idx)
 {
-    if (idx >= REPLY_CHUNKS * REPLY_CHUNK_SIZE)
-        return NULL;
-    reply_slot *chunk =
-        atomic_load_explicit(&rt->reply_chunks[idx >> REPLY_CHUNK_SHIFT], memory_order_acquire);
-    return chunk ? &chunk[idx & (REPLY_CHUNK_SIZE - 1)] : NULL;
-}
-
-static _Atomic uint32_t *slot_free_link(void *ctx, uint32_t idx)
-{
-    return &slot_at(ctx, idx)->free_link;
-}
-
-static int slot_alloc(gs_runtime *rt, uint32_t *out)
-{
-    if (idxstack_pop(&rt->reply_free, out, slot_free_link, rt))
-        return GS_OK;
-    uint32_t idx = atomic_fetch_add_explicit(&rt->reply_fresh, 1, memory_order_relaxed);
-    if (idx >= REPLY_CHUNKS * REPLY_CHUNK_SIZE) {
-        atomic_fetch_sub_explicit(&rt->reply_fresh, 1, memory_order_relaxed);
-        return GS_ELIMIT;
-    }
-    _Atomic(reply_slot *) *cp = &rt->reply_chunks[idx >> REPLY_CHUNK_SHIFT];
-    if (atomic_load_explicit(cp, memory_order_acquire) == NULL) {
-        pthread_mutex_lock(&rt->grow_lock);
-        if (atomic_load_explicit(cp, memory_order_relaxed) == NULL) {
-            reply_slot *chunk = calloc(REPLY_CHUNK_SIZE, sizeof(reply_slot));
-            if (chunk == NULL) {
-                pthread_mutex_unlock(&rt->grow_lock);
-                return GS_ENOMEM; /* that index is lost; later ones retry */
-            }
-            /* release: the zeroed chunk is visible to slot_at's acquire. */
-            atomic_store_explicit(cp, chunk, memory_order_release);
-        }
-        pthread_mutex_unlock(&rt->grow_lock);
-    }
-    *out = idx;
-    return GS_OK;
+    return pool_at(&rt->replies, idx);
 }
 
 int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, ticket *out)
 {
     uint32_t idx;
-    int rc = slot_alloc(rt, &idx);
+    int rc = pool_alloc(&rt->replies, &idx);
     if (rc != GS_OK)
         return rc;
     reply_slot *s = slot_at(rt, idx);
@@ -103,7 +78,7 @@ int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, ticket *out)
 static void slot_release(gs_runtime *rt, reply_slot *s, uint32_t idx)
 {
     atomic_store_explicit(&s->state, rs_word(s->seq, RS_IDLE), memory_order_relaxed);
-    idxstack_push(&rt->reply_free, idx, slot_free_link, rt);
+    pool_free(&rt->replies, idx);
 }
 
 void reply_slot_abandon(gs_runtime *rt, ticket t)
@@ -228,10 +203,4 @@ int reply_ticket_from(gs_runtime *rt, gs_from from, ticket *out)
         return GS_EINVAL;
     *out = (ticket){idx, from.w[1]};
     return GS_OK;
-}
-
-void reply_table_destroy(gs_runtime *rt)
-{
-    for (uint32_t i = 0; i < REPLY_CHUNKS; i++)
-        free(atomic_load_explicit(&rt->reply_chunks[i], memory_order_relaxed));
 }

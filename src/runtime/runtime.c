@@ -65,23 +65,22 @@ int gs_runtime_start(gs_runtime **out, const gs_runtime_opts *opts)
     }
     rt->serial = atomic_fetch_add(&runtime_serial, 1) + 1;
     rt->nworkers = workers;
-    for (uint32_t i = 0; i < PROC_CHUNKS; i++)
-        atomic_init(&rt->proc_chunks[i], NULL);
-    for (uint32_t i = 0; i < REPLY_CHUNKS; i++)
-        atomic_init(&rt->reply_chunks[i], NULL);
-    atomic_init(&rt->proc_fresh, 0);
-    atomic_init(&rt->reply_fresh, 0);
     atomic_init(&rt->live, 0);
     atomic_init(&rt->opened, 0);
     atomic_init(&rt->stopping, false);
-    idxstack_init(&rt->proc_free);
-    idxstack_init(&rt->reply_free);
-    pthread_mutex_init(&rt->grow_lock, NULL);
     log_init(rt);
-    int rc = scheduler_start(rt);
+    int rc = proc_table_init(rt);
+    if (rc == GS_OK && (rc = reply_table_init(rt)) == GS_OK) {
+        if ((rc = scheduler_start(rt)) != GS_OK)
+            reply_table_destroy(rt);
+        else if ((rc = timers_start(rt)) != GS_OK) {
+            scheduler_stop(rt);
+            reply_table_destroy(rt);
+        }
+    }
     if (rc != GS_OK) {
+        proc_table_destroy(rt);
         log_destroy(rt);
-        pthread_mutex_destroy(&rt->grow_lock);
         tag_give_back(rt->tag);
         free(rt);
         return rc;
@@ -136,12 +135,12 @@ int gs_runtime_stop(gs_runtime *rt)
             futex_wait_until(&rt->live, live, &ts);
         }
     }
+    timers_stop(rt);
     scheduler_stop(rt);
     log_write(rt, GS_LOG_INFO, "runtime stopped");
     proc_table_destroy(rt);
     reply_table_destroy(rt);
     log_destroy(rt);
-    pthread_mutex_destroy(&rt->grow_lock);
     tag_give_back(rt->tag);
     free(rt);
     return GS_OK;

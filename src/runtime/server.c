@@ -97,9 +97,55 @@ static void msg_free_node(mbox_node *n)
 
 static void remember_unanswered(proc *p, ticket t)
 {
-    if (!tickets_add(&p->deferred, t)) {
+    proc_extra *x = proc_extra_get(p);
+    if (x != NULL)
+        deferred_prune(p->rt, x->deferred);
+    if (x == NULL || !tickets_add(&x->deferred, t)) {
         /* Out of memory: fail the call now rather than leave it hanging. */
         (void)reply_slot_complete(p->rt, t, GS_ENOMEM, NULL, 0);
+    }
+}
+
+/* A gs_stop caller waits until the server is gone. */
+static void add_stop_waiter(proc *p, ticket t)
+{
+    if (t.slot == UINT32_MAX)
+        return;
+    proc_extra *x = proc_extra_get(p);
+    if (x == NULL || !tickets_add(&x->stop_waiters, t))
+        (void)reply_slot_complete(p->rt, t, GS_OK, NULL, 0); /* early, but never lost */
+}
+
+static void apply_return(proc *p, int rc, const char *callback);
+
+/* The idle-timeout timer came due: if the server really was silent for
+ * idle_ms, tell handle_info and start a new period; otherwise re-arm for
+ * the rest of the period. */
+static void on_idle_check(proc *p, const msg *m)
+{
+    proc_extra *x = p->extra;
+    uint64_t seq;
+    memcpy(&seq, m->data, sizeof seq);
+    if (x == NULL || x->idle_ms == 0 || seq != x->idle_seq)
+        return; /* cleared or re-armed since */
+    x->idle_timer = 0;
+    uint64_t now = now_ns();
+    uint64_t due = x->last_activity_ns + (uint64_t)x->idle_ms * 1000000u;
+    if (now >= due) {
+        if (p->ops->handle_info != NULL) {
+            gs_msg gm = {.tag = GS_TAG_TIMEOUT, .data = NULL, .len = 0, .sender = GS_NOPID};
+            apply_return(p, p->ops->handle_info(ctx_of(p), p->state, &gm), "handle_info");
+        }
+        if (p->exiting || x->idle_ms == 0 || x->idle_timer != 0)
+            return; /* stopping, cleared, or set anew by handle_info */
+        x->last_activity_ns = now;
+        due = now + (uint64_t)x->idle_ms * 1000000u;
+    }
+    if (timers_arm_idle(p, due, &x->idle_timer) != GS_OK) {
+        char pidbuf[48];
+        log_write(p->rt, GS_LOG_ERROR, "server '%s' %s: idle timeout dropped: out of memory", server_name(p),
+                  gs_pid_format(p->pid, pidbuf, sizeof pidbuf));
+        x->idle_ms = 0;
     }
 }
 
@@ -138,10 +184,8 @@ static void handle_call(proc *p, msg *m, const gs_msg *gm)
     int rc = p->ops->handle_call(ctx_of(p), p->state, gm, reply_from_ticket(rt, m->ticket));
     p->current_call = TICKET_NONE;
     if (rc == GS_NOREPLY) {
-        if (!p->replied) {
-            deferred_prune(rt, p->deferred);
+        if (!p->replied)
             remember_unanswered(p, m->ticket);
-        }
         return;
     }
     if (rc == GS_OK) {
@@ -184,8 +228,10 @@ static void dispatch(proc *p, msg *m)
     case MSG_STOP:
         p->exiting = true;
         p->exit_reason = m->reason;
-        if (m->ticket.slot != UINT32_MAX && !tickets_add(&p->stop_waiters, m->ticket))
-            (void)reply_slot_complete(p->rt, m->ticket, GS_OK, NULL, 0); /* early, but never lost */
+        add_stop_waiter(p, m->ticket);
+        break;
+    case MSG_IDLE:
+        on_idle_check(p, m);
         break;
     }
 }
@@ -200,9 +246,8 @@ static void drain_mailbox(proc *p)
         msg *m = (msg *)node;
         if (m->kind == MSG_CALL)
             (void)reply_slot_complete(p->rt, m->ticket, GS_ENOPROC, NULL, 0);
-        else if (m->kind == MSG_STOP && m->ticket.slot != UINT32_MAX &&
-                 !tickets_add(&p->stop_waiters, m->ticket))
-            (void)reply_slot_complete(p->rt, m->ticket, GS_OK, NULL, 0);
+        else if (m->kind == MSG_STOP)
+            add_stop_waiter(p, m->ticket);
     }
     if (retired != NULL)
         msg_free_node(retired);
@@ -224,10 +269,17 @@ static void proc_dispose(proc *p, bool run_terminate, int reason)
     }
     proc_close_end(p);
     drain_mailbox(p);
-    tickets_complete_all(rt, &p->deferred, GS_ENOPROC);
+    timers_purge(rt, p);
+    proc_extra *x = p->extra;
+    if (x != NULL)
+        tickets_complete_all(rt, &x->deferred, GS_ENOPROC);
     free(p->state);
     p->state = NULL;
-    tickets_complete_all(rt, &p->stop_waiters, GS_OK);
+    if (x != NULL) {
+        tickets_complete_all(rt, &x->stop_waiters, GS_OK);
+        free(x);
+        p->extra = NULL;
+    }
     proc_table_free(rt, p);
     /* The last access to rt on behalf of this server (gs_runtime_stop
      * joins the workers, and waits for gs_start callers to see live drop,
@@ -255,6 +307,7 @@ bool server_run(proc *p)
     proc *saved = tl_proc;
     tl_proc = p;
     bool again = false;
+    uint64_t turn_ns = 0;
     for (unsigned n = 0;; n++) {
         if (n == SERVER_BATCH) {
             again = true;
@@ -269,7 +322,13 @@ bool server_run(proc *p)
             again = !mailbox_try_idle(&p->mb);
             break; /* after a successful try_idle, p is not ours any more */
         }
-        dispatch(p, (msg *)node);
+        msg *m = (msg *)node;
+        if (p->extra != NULL && p->extra->idle_ms != 0 && m->kind != MSG_IDLE) {
+            if (turn_ns == 0)
+                turn_ns = now_ns(); /* one clock read per turn, not per message */
+            p->extra->last_activity_ns = turn_ns;
+        }
+        dispatch(p, m);
         if (p->exiting) {
             server_exit(p);
             tl_proc = saved;
@@ -312,8 +371,10 @@ int gs_start(gs_runtime *rt, const gs_server_ops *ops, const void *arg, gs_pid *
     p->replied = false;
     p->exit_reason = GS_NORMAL;
     p->current_call = TICKET_NONE;
-    p->deferred = NULL;
-    p->stop_waiters = NULL;
+    p->extra = NULL;
+    atomic_store_explicit(&p->has_timers, false, memory_order_relaxed);
+    /* p->timers belongs to the timer thread: it may still hold timers of
+     * the slot's previous server, waiting for their purge. */
     mailbox_init(&p->mb); /* starts "scheduled": nothing runs it during init */
     proc_open(p);
     atomic_fetch_add_explicit(&rt->opened, 1, memory_order_seq_cst);

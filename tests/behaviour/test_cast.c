@@ -359,6 +359,11 @@ Test(cast, exactly_once_in_order_one_worker, .timeout = 40)
 
 Test(cast, exactly_once_in_order_two_workers, .timeout = 40)
 {
+    run_producers(2, 1);
+}
+
+Test(cast, exactly_once_in_order_two_workers_two_servers, .timeout = 40)
+{
     run_producers(2, 2);
 }
 

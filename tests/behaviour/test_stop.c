@@ -399,7 +399,8 @@ Test(stop, messages_after_the_stop_request_are_dropped, .timeout = 15)
     cr_assert(wait_int_eq(&g_slow_started, 1, 5000));
     /* the stop request is queued, but the server is still busy: time out */
     int rc = gs_stop(rt, pid, 5, 10);
-    cr_assert_eq(rc, GS_ETIMEDOUT, "%d (%s)", rc, gs_strerror(rc));
+    /* GS_OK only if this thread was descheduled for the whole 300 ms */
+    cr_assert(rc == GS_ETIMEDOUT || rc == GS_OK, "%d (%s)", rc, gs_strerror(rc));
     /* sent after the stop request by the same thread: dropped */
     rc = gs_cast(rt, pid, C_COUNT, NULL, 0);
     cr_assert(rc == GS_OK || rc == GS_ENOPROC, "cast after stop request: %d", rc);

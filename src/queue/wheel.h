@@ -1,0 +1,53 @@
+/* wheel.h - hierarchical timer wheel with an injected clock.
+ *
+ * Single-threaded: one owner inserts, removes and advances (in the runtime,
+ * the timer thread). Timers are intrusive; insert and remove are O(1); the
+ * next-deadline query is a few bit operations per level. Time is in ticks
+ * (the runtime uses 1 ms ticks); the wheel never reads a clock itself.
+ */
+#ifndef GS_QUEUE_WHEEL_H
+#define GS_QUEUE_WHEEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define WHEEL_LEVEL_BITS 6
+#define WHEEL_SLOTS (1u << WHEEL_LEVEL_BITS) /* 64 slots per level */
+#define WHEEL_LEVELS 11                      /* 66 bits: every uint64_t deadline has a level */
+
+typedef struct wheel_timer {
+    struct wheel_timer *prev, *next; /* in a slot's list (circular, through the slot head) */
+    uint64_t deadline;               /* in ticks */
+    uint8_t level, slot;
+} wheel_timer;
+
+typedef struct wheel {
+    uint64_t now;                        /* current tick: everything <= now has fired */
+    uint64_t occupied[WHEEL_LEVELS];     /* bit s set: slot s of the level is non-empty */
+    wheel_timer heads[WHEEL_LEVELS][WHEEL_SLOTS]; /* list sentinels */
+    uint64_t count;
+} wheel;
+
+typedef void (*wheel_fire_fn)(wheel_timer *t, void *ctx);
+
+void wheel_init(wheel *w, uint64_t now);
+
+/* Schedules t at `deadline`. A deadline <= now is due at the current tick
+ * (it fires at the next advance, ordered as if its deadline were now). */
+void wheel_insert(wheel *w, wheel_timer *t, uint64_t deadline);
+
+/* Unschedules a timer that is in the wheel (inserted and not yet fired). */
+void wheel_remove(wheel *w, wheel_timer *t);
+
+/* A tick at or before the earliest deadline, at which wheel_advance will
+ * have work (it may be a cascade, not a firing, for far-away timers);
+ * UINT64_MAX when the wheel is empty. */
+uint64_t wheel_next_tick(const wheel *w);
+
+/* Moves the clock to `now` (never backwards) and calls fire for every
+ * timer whose deadline is <= now, in deadline order (equal deadlines in
+ * insertion order). fire may insert timers but must not remove any.
+ * Returns how many fired. */
+uint64_t wheel_advance(wheel *w, uint64_t now, wheel_fire_fn fire, void *ctx);
+
+#endif

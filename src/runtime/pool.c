@@ -1,0 +1,102 @@
+/* pool.c - type-stable record pools (see pool.h for the contract). */
+#include "pool.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "genserver.h"
+
+int pool_init(pool *p, size_t rec_size, size_t link_offset, uint32_t chunk_shift, uint32_t max_records)
+{
+    p->rec_size = rec_size;
+    p->link_offset = link_offset;
+    p->chunk_shift = chunk_shift;
+    p->max_records = max_records;
+    uint32_t nchunks = (max_records + (1u << chunk_shift) - 1) >> chunk_shift;
+    p->chunks = calloc(nchunks, sizeof *p->chunks);
+    if (p->chunks == NULL)
+        return GS_ENOMEM;
+    atomic_init(&p->fresh, 0);
+    idxstack_init(&p->free);
+    pthread_mutex_init(&p->grow_lock, NULL);
+    return GS_OK;
+}
+
+void pool_destroy(pool *p)
+{
+    if (p->chunks == NULL)
+        return;
+    uint32_t nchunks = (p->max_records + (1u << p->chunk_shift) - 1) >> p->chunk_shift;
+    for (uint32_t i = 0; i < nchunks; i++)
+        free(atomic_load_explicit(&p->chunks[i], memory_order_relaxed));
+    free(p->chunks);
+    p->chunks = NULL;
+    pthread_mutex_destroy(&p->grow_lock);
+}
+
+void *pool_at(pool *p, uint32_t idx)
+{
+    if (idx >= p->max_records)
+        return NULL;
+    /* acquire: pairs with the release store that published the chunk, so
+     * its zeroed contents are visible. */
+    unsigned char *chunk = atomic_load_explicit(&p->chunks[idx >> p->chunk_shift], memory_order_acquire);
+    if (chunk == NULL)
+        return NULL;
+    return chunk + (size_t)(idx & ((1u << p->chunk_shift) - 1)) * p->rec_size;
+}
+
+static _Atomic uint32_t *free_link(void *ctx, uint32_t idx)
+{
+    pool *p = ctx;
+    return (_Atomic uint32_t *)((unsigned char *)pool_at(p, idx) + p->link_offset);
+}
+
+/* Makes sure the chunk holding idx exists. */
+static int ensure_chunk(pool *p, uint32_t idx)
+{
+    _Atomic(unsigned char *) *slot = &p->chunks[idx >> p->chunk_shift];
+    if (atomic_load_explicit(slot, memory_order_acquire) != NULL)
+        return GS_OK;
+    int rc = GS_OK;
+    pthread_mutex_lock(&p->grow_lock);
+    if (atomic_load_explicit(slot, memory_order_relaxed) == NULL) {
+        size_t bytes = p->rec_size << p->chunk_shift;
+        unsigned char *chunk = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        if (chunk == NULL) {
+            rc = GS_ENOMEM;
+        } else {
+            memset(chunk, 0, bytes); /* all-zero is every record's initial state */
+            atomic_store_explicit(slot, chunk, memory_order_release);
+        }
+    }
+    pthread_mutex_unlock(&p->grow_lock);
+    return rc;
+}
+
+int pool_alloc(pool *p, uint32_t *idx)
+{
+    if (idxstack_pop(&p->free, idx, free_link, p))
+        return GS_OK;
+    uint32_t i = atomic_fetch_add_explicit(&p->fresh, 1, memory_order_relaxed);
+    if (i >= p->max_records) {
+        atomic_fetch_sub_explicit(&p->fresh, 1, memory_order_relaxed);
+        return GS_ELIMIT;
+    }
+    int rc = ensure_chunk(p, i);
+    if (rc != GS_OK)
+        return rc; /* index i is lost; later ones retry the chunk */
+    *idx = i;
+    return GS_OK;
+}
+
+void pool_free(pool *p, uint32_t idx)
+{
+    idxstack_push(&p->free, idx, free_link, p);
+}
+
+uint32_t pool_high_water(pool *p)
+{
+    uint32_t n = atomic_load_explicit(&p->fresh, memory_order_acquire);
+    return n > p->max_records ? p->max_records : n;
+}

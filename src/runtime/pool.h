@@ -1,0 +1,51 @@
+/* pool.h - type-stable pools of fixed-size records addressed by index.
+ *
+ * Records live in chunks that are allocated on demand and freed only by
+ * pool_destroy, so a record's memory stays valid (and its atomics
+ * meaningful) for the pool's whole life: a stale handle can always be
+ * checked against the record's own generation instead of crashing. Free
+ * records are kept on a lock-free index stack whose link word lives in the
+ * record at `link_offset`.
+ *
+ * pool_alloc, pool_free, pool_at: any thread. pool_init, pool_destroy:
+ * with no concurrent user.
+ */
+#ifndef GS_RUNTIME_POOL_H
+#define GS_RUNTIME_POOL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../queue/idxstack.h"
+
+typedef struct pool {
+    size_t rec_size;
+    size_t link_offset; /* of an _Atomic uint32_t inside the record */
+    uint32_t chunk_shift;
+    uint32_t max_records;
+    _Atomic(unsigned char *) *chunks;
+    _Atomic uint32_t fresh; /* next never-used index */
+    idxstack free;
+    pthread_mutex_t grow_lock;
+} pool;
+
+/* rec_size must be a multiple of 64 if records are to be cache-line
+ * aligned (chunks are). Returns GS_OK or GS_ENOMEM. */
+int pool_init(pool *p, size_t rec_size, size_t link_offset, uint32_t chunk_shift, uint32_t max_records);
+void pool_destroy(pool *p);
+
+/* The record at idx, or NULL if idx was never allocated (or is out of
+ * range). The memory of a returned record is zeroed when its chunk is
+ * created and never freed before pool_destroy. */
+void *pool_at(pool *p, uint32_t idx);
+
+/* Takes a free record (recently freed first). GS_OK, GS_ENOMEM, GS_ELIMIT. */
+int pool_alloc(pool *p, uint32_t *idx);
+void pool_free(pool *p, uint32_t idx);
+
+/* One past the highest index ever handed out. */
+uint32_t pool_high_water(pool *p);
+
+#endif

@@ -1,0 +1,247 @@
+/* Timers: gs_send_after, gs_cancel_timer, gs_set_idle_timeout. */
+#include "common.h"
+
+/* A collector records every timer message it gets. */
+#define MAXREC 4096
+typedef struct record {
+    uint32_t tag;
+    int64_t value;
+    gs_pid sender;
+    int64_t at_ns;
+} record;
+
+static record recs[MAXREC];
+static atomic_int nrecs;
+static atomic_int casts_seen;
+
+static int collector_info(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    int i = atomic_load(&nrecs);
+    if (i < MAXREC) {
+        recs[i].tag = m->tag;
+        recs[i].value = -1;
+        if (m->len == sizeof(int64_t))
+            memcpy(&recs[i].value, m->data, sizeof(int64_t));
+        recs[i].sender = m->sender;
+        recs[i].at_ns = now_ns();
+        atomic_store(&nrecs, i + 1); /* one server: callbacks never overlap */
+    }
+    return GS_OK;
+}
+
+static int collector_cast(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    atomic_fetch_add(&casts_seen, 1);
+    return GS_OK;
+}
+
+static const gs_server_ops collector_ops = {
+    .name = "collector", .handle_info = collector_info, .handle_cast = collector_cast};
+
+static void reset(void)
+{
+    atomic_store(&nrecs, 0);
+    atomic_store(&casts_seen, 0);
+    memset(recs, 0, sizeof recs);
+}
+
+Test(timers, send_after_delivers_once_never_early, .timeout = 20)
+{
+    reset();
+    gs_runtime *rt = rt_new(2);
+    gs_pid c = start_ok(rt, &collector_ops, NULL);
+    int64_t payload = 424242;
+    gs_timer t = 0;
+    int64_t t0 = now_ns();
+    cr_assert_eq(gs_send_after(rt, c, 77, &payload, sizeof payload, 50, &t), GS_OK);
+    cr_assert_neq(t, 0);
+    payload = 0; /* copied at send time */
+    cr_assert(wait_int_eq(&nrecs, 1, 5000));
+    sleep_ms(200); /* and nothing more */
+    cr_assert_eq(atomic_load(&nrecs), 1);
+    cr_assert_eq(recs[0].tag, 77);
+    cr_assert_eq(recs[0].value, 424242);
+    cr_assert_eq(recs[0].sender, GS_NOPID);
+    cr_assert_geq(recs[0].at_ns - t0, 50 * 1000000LL, "fired early: after %lld ns", (long long)(recs[0].at_ns - t0));
+    cr_assert_eq(gs_cancel_timer(rt, t), GS_ENOENT, "cancel after firing");
+    rt_free(rt);
+}
+
+Test(timers, many_timers_each_fire_at_or_after_their_deadline, .timeout = 30)
+{
+    reset();
+    gs_runtime *rt = rt_new(2);
+    gs_pid c = start_ok(rt, &collector_ops, NULL);
+    int64_t t0 = now_ns();
+    for (int64_t i = 0; i < 500; i++)
+        cr_assert_eq(gs_send_after(rt, c, 1, &i, sizeof i, (int)(i % 97), NULL), GS_OK);
+    cr_assert(wait_int_eq(&nrecs, 500, 10000));
+    static bool seen[500];
+    memset(seen, 0, sizeof seen);
+    for (int k = 0; k < 500; k++) {
+        int64_t i = recs[k].value;
+        cr_assert(i >= 0 && i < 500 && !seen[i], "bad or duplicate timer %lld", (long long)i);
+        seen[i] = true;
+        cr_assert_geq(recs[k].at_ns - t0, (i % 97) * 1000000LL, "timer %lld fired early", (long long)i);
+    }
+    rt_free(rt);
+}
+
+Test(timers, cancel_before_firing_means_never_delivered, .timeout = 20)
+{
+    reset();
+    gs_runtime *rt = rt_new(2);
+    gs_pid c = start_ok(rt, &collector_ops, NULL);
+    gs_timer t[100];
+    for (int64_t i = 0; i < 100; i++)
+        cr_assert_eq(gs_send_after(rt, c, 5, &i, sizeof i, 100, &t[i]), GS_OK);
+    for (int i = 0; i < 100; i += 2)
+        cr_assert_eq(gs_cancel_timer(rt, t[i]), GS_OK);
+    for (int i = 0; i < 100; i += 2)
+        cr_assert_eq(gs_cancel_timer(rt, t[i]), GS_ENOENT, "second cancel");
+    cr_assert(wait_int_eq(&nrecs, 50, 5000));
+    sleep_ms(200);
+    cr_assert_eq(atomic_load(&nrecs), 50);
+    for (int k = 0; k < 50; k++)
+        cr_assert_eq(recs[k].value % 2, 1, "cancelled timer %lld was delivered", (long long)recs[k].value);
+    rt_free(rt);
+}
+
+Test(timers, timers_of_a_stopped_server_are_dropped, .timeout = 20)
+{
+    reset();
+    gs_runtime *rt = rt_new(2);
+    gs_pid c = start_ok(rt, &collector_ops, NULL);
+    gs_timer t[64];
+    for (int64_t i = 0; i < 64; i++)
+        cr_assert_eq(gs_send_after(rt, c, 9, &i, sizeof i, 80, &t[i]), GS_OK);
+    stop_ok(rt, c);
+    for (int i = 0; i < 64; i += 2)
+        cr_assert_eq(gs_cancel_timer(rt, t[i]), GS_ENOENT, "cancel of a dead server's timer");
+    /* A new server very likely takes the same slot: it must get nothing. */
+    gs_pid d = start_ok(rt, &collector_ops, NULL);
+    sleep_ms(250);
+    cr_assert_eq(atomic_load(&nrecs), 0, "a stopped server's timer reached a later server");
+    cr_assert_eq(gs_send_after(rt, c, 1, NULL, 0, 1, NULL), GS_ENOPROC);
+    stop_ok(rt, d);
+    rt_free(rt); /* ASan's leak check covers the dropped messages */
+}
+
+Test(timers, pending_timers_are_freed_by_runtime_stop, .timeout = 20)
+{
+    gs_runtime *rt = rt_new(1);
+    gs_pid c = start_ok(rt, &collector_ops, NULL);
+    for (int i = 0; i < 1000; i++)
+        cr_assert_eq(gs_send_after(rt, c, 2, "x", 1, 60000, NULL), GS_OK);
+    rt_free(rt);
+}
+
+Test(timers, bad_arguments, .timeout = 10)
+{
+    gs_runtime *rt = rt_new(1);
+    gs_pid c = start_ok(rt, &collector_ops, NULL);
+    gs_timer t;
+    cr_assert_eq(gs_send_after(NULL, c, 1, NULL, 0, 1, &t), GS_EINVAL);
+    cr_assert_eq(gs_send_after(rt, c, 1, NULL, 3, 1, &t), GS_EINVAL);
+    cr_assert_eq(gs_send_after(rt, c, GS_TAG_TIMEOUT, NULL, 0, 1, &t), GS_EINVAL);
+    cr_assert_eq(gs_send_after(rt, c, 1, NULL, 0, -1, &t), GS_EINVAL);
+    cr_assert_eq(gs_send_after(rt, c, 1, NULL, 0, GS_TIMEOUT_MAX_MS + 1, &t), GS_EINVAL);
+    cr_assert_eq(gs_send_after(rt, c, 1, "x", GS_MSG_MAX + 1, 1, &t), GS_EMSGSIZE);
+    cr_assert_eq(gs_send_after(rt, GS_NOPID, 1, NULL, 0, 1, &t), GS_ENOPROC);
+    cr_assert_eq(gs_send_after(rt, 0x123456789abcdefull, 1, NULL, 0, 1, &t), GS_ENOPROC);
+    cr_assert_eq(gs_cancel_timer(NULL, 1), GS_EINVAL);
+    cr_assert_eq(gs_cancel_timer(rt, 0), GS_ENOENT);
+    cr_assert_eq(gs_cancel_timer(rt, 0xFFFFFFFFFFFFFFFFull), GS_ENOENT);
+    uint64_t seed = 99;
+    for (int i = 0; i < 10000; i++)
+        cr_assert_eq(gs_cancel_timer(rt, xorshift64(&seed)), GS_ENOENT);
+    rt_free(rt);
+}
+
+/* ---- idle timeouts ------------------------------------------------- */
+
+enum { IDLE_SET = 1, IDLE_CLEAR = 2, PING = 3 };
+static atomic_int idle_fired;
+static _Atomic int64_t idle_last_ns;
+
+static int idler_init(gs_ctx *ctx, void *state, const void *arg)
+{
+    gs_set_idle_timeout(ctx, *(const int *)arg);
+    return GS_OK;
+}
+
+static int idler_cast(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    if (m->tag == IDLE_SET)
+        gs_set_idle_timeout(ctx, *(const int *)m->data);
+    else if (m->tag == IDLE_CLEAR)
+        gs_set_idle_timeout(ctx, GS_INFINITY);
+    return GS_OK;
+}
+
+static int idler_info(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    if (m->tag == GS_TAG_TIMEOUT) {
+        atomic_fetch_add(&idle_fired, 1);
+        atomic_store(&idle_last_ns, now_ns());
+    }
+    return GS_OK;
+}
+
+static const gs_server_ops idler_ops = {
+    .name = "idler", .init = idler_init, .handle_cast = idler_cast, .handle_info = idler_info};
+
+Test(timers, idle_timeout_fires_after_silence_and_repeats, .timeout = 20)
+{
+    atomic_store(&idle_fired, 0);
+    gs_runtime *rt = rt_new(2);
+    int ms = 40;
+    int64_t t0 = now_ns();
+    gs_pid s = start_ok(rt, &idler_ops, &ms);
+    cr_assert(wait_int_ge(&idle_fired, 1, 5000));
+    cr_assert_geq(atomic_load(&idle_last_ns) - t0, 40 * 1000000LL, "idle timeout fired early");
+    cr_assert(wait_int_ge(&idle_fired, 3, 5000), "idle timeout does not repeat");
+    cr_assert_eq(gs_cast(rt, s, IDLE_CLEAR, NULL, 0), GS_OK);
+    sleep_ms(30);
+    int after_clear = atomic_load(&idle_fired);
+    sleep_ms(200);
+    cr_assert_eq(atomic_load(&idle_fired), after_clear, "fired after GS_INFINITY cleared it");
+    stop_ok(rt, s);
+    rt_free(rt);
+}
+
+Test(timers, idle_timeout_does_not_fire_while_messages_keep_coming, .timeout = 20)
+{
+    atomic_store(&idle_fired, 0);
+    gs_runtime *rt = rt_new(2);
+    int ms = 100;
+    gs_pid s = start_ok(rt, &idler_ops, &ms);
+    /* A message every 10 ms for 600 ms: never 100 ms of silence. */
+    for (int i = 0; i < 60; i++) {
+        cr_assert_eq(gs_cast(rt, s, PING, NULL, 0), GS_OK);
+        /* Setting the same value again from a callback is allowed and free. */
+        cr_assert_eq(gs_cast(rt, s, IDLE_SET, &ms, sizeof ms), GS_OK);
+        sleep_ms(10);
+    }
+    cr_assert_eq(atomic_load(&idle_fired), 0, "fired while messages kept coming");
+    /* Then silence: it fires. */
+    cr_assert(wait_int_ge(&idle_fired, 1, 5000));
+    stop_ok(rt, s);
+    rt_free(rt);
+}
+
+Test(timers, a_million_pending_timers_use_no_cpu, .timeout = 120)
+{
+    reset();
+    gs_runtime *rt = rt_new(2);
+    gs_pid c = start_ok(rt, &collector_ops, NULL);
+    for (int i = 0; i < 1000000; i++)
+        cr_assert_eq(gs_send_after(rt, c, 1, NULL, 0, 600000 + i % 1000, NULL), GS_OK);
+    sleep_ms(500); /* let the timer thread take them in */
+    double cpu0 = proc_cpu_seconds();
+    sleep_ms(3000);
+    double used = proc_cpu_seconds() - cpu0;
+    cr_assert_lt(used, 0.3, "%.3f s of CPU in 3 s with a million idle timers", used);
+    cr_assert_eq(atomic_load(&nrecs), 0);
+    rt_free(rt);
+}

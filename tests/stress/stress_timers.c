@@ -1,0 +1,145 @@
+/* stress_timers: threads arm and cancel timers aimed at a few servers while
+ * the servers are stopped and restarted. Exact accounting: every timer is
+ * either delivered exactly once (and its cancel, if any, said GS_ENOENT)
+ * or cancelled with GS_OK / dropped with its dead server (never
+ * delivered); nothing reaches a later server in the same slot. */
+#define _GNU_SOURCE
+#include <genserver.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stress_common.h"
+
+#define THREADS 3
+#define PER_THREAD 20000
+#define SERVERS 4
+#define TOTAL (THREADS * PER_THREAD)
+
+typedef struct payload {
+    uint32_t id;
+    gs_pid target;
+} payload;
+
+static gs_runtime *rt;
+static _Atomic gs_pid servers[SERVERS];
+static atomic_uchar delivered[TOTAL];   /* times each timer arrived */
+static atomic_uchar cancelled_ok[TOTAL]; /* its cancel returned GS_OK */
+static atomic_int wrong_target;
+static atomic_int stop_flag;
+
+static int on_info(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    payload p;
+    memcpy(&p, m->data, sizeof p);
+    if (p.target != gs_self(ctx))
+        atomic_fetch_add(&wrong_target, 1);
+    atomic_fetch_add(&delivered[p.id], 1);
+    return GS_OK;
+}
+
+static const gs_server_ops target_ops = {.name = "timer-target", .handle_info = on_info};
+
+static int phase; /* 0: servers restarted meanwhile; 1: servers stay */
+
+static void *armer(void *arg)
+{
+    uint32_t base = (uint32_t)(uintptr_t)arg * PER_THREAD;
+    uint64_t seed = base + 1;
+    for (uint32_t i = 0; i < PER_THREAD; i++) {
+        uint32_t id = base + i;
+        gs_pid to = atomic_load(&servers[stress_rand(&seed) % SERVERS]);
+        payload p = {id, to};
+        gs_timer t;
+        int rc = gs_send_after(rt, to, 1, &p, sizeof p, (int)(stress_rand(&seed) % 5), &t);
+        CHECKF(rc == GS_OK || rc == GS_ENOPROC, "send_after: %s", gs_strerror(rc));
+        if (rc != GS_OK) {
+            atomic_store(&cancelled_ok[id], 2); /* never armed */
+            continue;
+        }
+        if (stress_rand(&seed) % 2) {
+            rc = gs_cancel_timer(rt, t);
+            CHECKF(rc == GS_OK || rc == GS_ENOENT, "cancel: %s", gs_strerror(rc));
+            if (rc == GS_OK)
+                atomic_store(&cancelled_ok[id], 1);
+            CHECK(gs_cancel_timer(rt, t) == GS_ENOENT);
+        }
+    }
+    return NULL;
+}
+
+static void *restarter(void *arg)
+{
+    (void)arg;
+    uint64_t seed = 77;
+    while (!atomic_load(&stop_flag)) {
+        unsigned k = (unsigned)(stress_rand(&seed) % SERVERS);
+        gs_pid old = atomic_load(&servers[k]);
+        gs_pid fresh;
+        CHECK_RC(gs_start(rt, &target_ops, NULL, &fresh), GS_OK);
+        atomic_store(&servers[k], fresh);
+        CHECK_RC(gs_stop(rt, old, GS_NORMAL, 5000), GS_OK);
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+static void run_phase(int which)
+{
+    phase = which;
+    memset(delivered, 0, sizeof delivered);
+    memset(cancelled_ok, 0, sizeof cancelled_ok);
+    atomic_store(&stop_flag, 0);
+    gs_runtime_opts opts = {.workers = 2};
+    CHECK_RC(gs_runtime_start(&rt, &opts), GS_OK);
+    for (int k = 0; k < SERVERS; k++) {
+        gs_pid p;
+        CHECK_RC(gs_start(rt, &target_ops, NULL, &p), GS_OK);
+        atomic_store(&servers[k], p);
+    }
+    pthread_t th[THREADS], rs;
+    if (which == 0)
+        pthread_create(&rs, NULL, restarter, NULL);
+    for (uintptr_t i = 0; i < THREADS; i++)
+        pthread_create(&th[i], NULL, armer, (void *)i);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    atomic_store(&stop_flag, 1);
+    if (which == 0)
+        pthread_join(rs, NULL);
+    struct timespec ts = {0, 100000000}; /* every timer's deadline has passed */
+    nanosleep(&ts, NULL);
+    CHECK_RC(gs_runtime_stop(rt), GS_OK);
+
+    int ok_cancel = 0, deliveries = 0, dropped = 0, never = 0;
+    for (int id = 0; id < TOTAL; id++) {
+        int d = atomic_load(&delivered[id]);
+        int c = atomic_load(&cancelled_ok[id]);
+        CHECKF(d <= 1, "timer %d delivered %d times", id, d);
+        CHECKF(!(d == 1 && c == 1), "timer %d was cancelled (GS_OK) and delivered", id);
+        if (c == 2)
+            never++;
+        else if (c == 1)
+            ok_cancel++;
+        else if (d == 1)
+            deliveries++;
+        else
+            dropped++; /* its server stopped first */
+    }
+    CHECKF(atomic_load(&wrong_target) == 0, "%d timers reached the wrong server", atomic_load(&wrong_target));
+    if (which == 1)
+        CHECKF(dropped == 0 && never == 0, "%d timers lost, %d refused, with every server alive", dropped, never);
+    printf("stress_timers %s: %d timers: %d delivered, %d cancelled, %d dropped with their server, %d refused\n",
+           which == 0 ? "(servers restarted)" : "(servers stay)", TOTAL, deliveries, ok_cancel, dropped, never);
+}
+
+int main(void)
+{
+    stress_watchdog(300);
+    run_phase(0);
+    run_phase(1);
+    return 0;
+}

@@ -1,0 +1,177 @@
+/* The timer wheel against a simple sorted reference: a million random
+ * insert / cancel / advance steps with a deterministic clock must give the
+ * same firing set, at the same ticks, in deadline order. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "queue/wheel.h"
+
+#define NTIMERS 4096
+
+typedef struct test_timer {
+    wheel_timer wt; /* first: fire() casts back */
+    int id;
+    bool pending;
+    uint64_t deadline;
+} test_timer;
+
+typedef struct firing {
+    int id;
+    uint64_t deadline;
+    uint64_t at; /* the `now` passed to the advance that fired it */
+} firing;
+
+typedef struct fire_log {
+    firing *items;
+    size_t count, cap;
+    uint64_t advancing_to;
+    uint64_t last_deadline;
+    bool out_of_order;
+} fire_log;
+
+static void log_fire(wheel_timer *t, void *ctx)
+{
+    fire_log *log = ctx;
+    test_timer *tt = (test_timer *)t;
+    if (log->count == log->cap) {
+        log->cap = log->cap ? log->cap * 2 : 1024;
+        log->items = realloc(log->items, log->cap * sizeof(firing));
+    }
+    if (tt->deadline < log->last_deadline)
+        log->out_of_order = true;
+    log->last_deadline = tt->deadline;
+    log->items[log->count++] = (firing){tt->id, tt->deadline, log->advancing_to};
+    tt->pending = false;
+}
+
+static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* Reference: the pending timers, scanned linearly (slow but obviously right). */
+static int cmp_firing(const void *a, const void *b)
+{
+    const firing *x = a, *y = b;
+    if (x->deadline != y->deadline)
+        return x->deadline < y->deadline ? -1 : 1;
+    return x->id - y->id;
+}
+
+Test(wheel, matches_sorted_reference_over_a_million_steps, .timeout = 120)
+{
+    static test_timer timers[NTIMERS];
+    static wheel w;
+    uint64_t now = 1000000007ull; /* not aligned to any level */
+    wheel_init(&w, now);
+    for (int i = 0; i < NTIMERS; i++)
+        timers[i] = (test_timer){.id = i};
+    fire_log log = {0};
+    firing *expected = malloc(NTIMERS * sizeof(firing));
+    size_t steps = 0, fired_total = 0, cancelled = 0;
+    while (steps < 1000000) {
+        steps++;
+        uint64_t r = rnd();
+        int id = (int)(r % NTIMERS);
+        test_timer *t = &timers[id];
+        unsigned op = (unsigned)(r >> 32) % 100;
+        if (op < 55) {
+            if (t->pending)
+                continue;
+            /* spread: mostly near, some far (up to 2^34 ticks), some in the past */
+            uint64_t span = (op < 30) ? 64 : (op < 45) ? 5000 : (op < 52) ? 300000 : (UINT64_C(1) << 34);
+            uint64_t deadline = now + (rnd() % span);
+            if (op == 54)
+                deadline = now - (rnd() % 10);
+            /* A deadline in the past is due at the current tick: that is
+             * its place in the order. */
+            t->deadline = deadline > now ? deadline : now;
+            t->pending = true;
+            wheel_insert(&w, &t->wt, deadline);
+        } else if (op < 75) {
+            if (!t->pending)
+                continue;
+            wheel_remove(&w, &t->wt);
+            t->pending = false;
+            cancelled++;
+        } else {
+            uint64_t to = now + (rnd() % ((op < 97) ? 50 : 200000));
+            /* reference: every pending timer with deadline <= to, sorted */
+            size_t n = 0;
+            for (int i = 0; i < NTIMERS; i++)
+                if (timers[i].pending && timers[i].deadline <= to)
+                    expected[n++] = (firing){i, timers[i].deadline, to};
+            if (n > 0)
+                qsort(expected, n, sizeof(firing), cmp_firing);
+            /* the next-tick query never lies: nothing is due before it */
+            uint64_t next = wheel_next_tick(&w);
+            if (n > 0)
+                cr_assert_leq(next, expected[0].deadline > now ? expected[0].deadline : now,
+                              "next tick %lu after the earliest deadline", (unsigned long)next);
+            log.count = 0;
+            log.last_deadline = 0;
+            log.advancing_to = to;
+            uint64_t got = wheel_advance(&w, to, log_fire, &log);
+            cr_assert_eq(got, n, "step %zu: fired %lu, reference %zu", steps, (unsigned long)got, n);
+            cr_assert_not(log.out_of_order, "step %zu: not in deadline order", steps);
+            /* same set; ties may come in insertion order, so compare sorted */
+            if (log.count > 0)
+                qsort(log.items, log.count, sizeof(firing), cmp_firing);
+            for (size_t i = 0; i < n; i++)
+                cr_assert(log.items[i].id == expected[i].id && log.items[i].deadline == expected[i].deadline,
+                          "step %zu: firing %zu differs", steps, i);
+            fired_total += n;
+            now = to;
+        }
+    }
+    cr_assert_gt(fired_total, 10000);
+    cr_assert_gt(cancelled, 10000);
+    free(log.items);
+    free(expected);
+}
+
+Test(wheel, never_early_never_late_per_tick, .timeout = 30)
+{
+    /* Advancing one tick at a time: each timer fires exactly at its tick. */
+    static test_timer timers[2000];
+    static wheel w;
+    wheel_init(&w, 5);
+    for (int i = 0; i < 2000; i++) {
+        timers[i] = (test_timer){.id = i, .pending = true, .deadline = 5 + 1 + (rnd() % 100000)};
+        wheel_insert(&w, &timers[i].wt, timers[i].deadline);
+    }
+    fire_log log = {0};
+    for (uint64_t now = 6; now <= 5 + 100001; now++) {
+        log.count = 0;
+        log.advancing_to = now;
+        wheel_advance(&w, now, log_fire, &log);
+        for (size_t i = 0; i < log.count; i++)
+            cr_assert_eq(log.items[i].deadline, now, "timer %d with deadline %lu fired at %lu", log.items[i].id,
+                         (unsigned long)log.items[i].deadline, (unsigned long)now);
+    }
+    cr_assert_eq(w.count, 0);
+    free(log.items);
+}
+
+Test(wheel, next_tick_empty_and_far, .timeout = 10)
+{
+    static wheel w;
+    wheel_init(&w, 0);
+    cr_assert_eq(wheel_next_tick(&w), UINT64_MAX);
+    test_timer t = {.id = 1};
+    uint64_t far = (UINT64_C(1) << 32) + 12345;
+    wheel_insert(&w, &t.wt, far);
+    uint64_t next = wheel_next_tick(&w);
+    cr_assert_leq(next, far);
+    cr_assert_gt(next, 0);
+    fire_log log = {0};
+    cr_assert_eq(wheel_advance(&w, far - 1, log_fire, &log), 0);
+    cr_assert_eq(wheel_advance(&w, far, log_fire, &log), 1);
+    cr_assert_eq(log.items[0].id, 1);
+    free(log.items);
+}
