@@ -240,6 +240,85 @@ int gs_cancel_timer(gs_runtime *rt, gs_timer t);
 void gs_set_idle_timeout(gs_ctx *ctx, int ms);
 
 /* ------------------------------------------------------------------ */
+/* Monitors, links, kill                                              */
+/* ------------------------------------------------------------------ */
+
+/* A monitor reference. 0 is never a monitor. */
+typedef uint64_t gs_ref;
+
+#define GS_TAG_DOWN 0xFFFF0002u /* handle_info: payload gs_down */
+#define GS_TAG_EXIT 0xFFFF0003u /* handle_info: payload gs_exit_signal */
+
+typedef struct gs_down {
+    gs_ref ref;  /* what gs_monitor returned */
+    gs_pid pid;  /* the server that exited */
+    int reason;  /* its exit reason; GS_ENOPROC if it was already gone */
+} gs_down;
+
+typedef struct gs_exit_signal {
+    gs_pid pid; /* the linked server that exited */
+    int reason; /* its exit reason */
+} gs_exit_signal;
+
+/* `watcher` will get one GS_TAG_DOWN message (msg->len == sizeof(gs_down))
+ * when `target` exits. Monitoring a pid that is already dead is not an
+ * error: DOWN comes at once with reason GS_ENOPROC. Returns GS_OK,
+ * GS_ENOPROC (watcher is not a live server), GS_EINVAL (rt NULL, target
+ * GS_NOPID), GS_ENOMEM. The monitor costs memory only until DOWN is
+ * handled or gs_demonitor. Any thread. */
+int gs_monitor(gs_runtime *rt, gs_pid watcher, gs_pid target, gs_ref *out);
+
+/* Removes a monitor; a DOWN of it already queued is dropped and never
+ * reaches handle_info. GS_OK, or GS_ENOENT if the monitor does not exist
+ * (any more): DOWN already handled, already removed, never was. */
+int gs_demonitor(gs_runtime *rt, gs_ref ref);
+
+/* From a callback: links the running server with `other`, both ways. When
+ * one of them exits with a reason other than GS_NORMAL, the other exits
+ * with the same reason (its terminate runs), unless it traps exits: then
+ * its handle_info gets GS_TAG_EXIT with a gs_exit_signal, for every reason,
+ * GS_NORMAL included. Exit signals travel through the mailbox like other
+ * messages. Returns GS_OK (also if already linked), GS_ENOPROC (other is
+ * not a live server), GS_EINVAL (ctx NULL, linking to self), GS_ENOMEM. */
+int gs_link(gs_ctx *ctx, gs_pid other);
+/* Removes the link both ways. GS_OK (also if there was none), GS_EINVAL. */
+int gs_unlink(gs_ctx *ctx, gs_pid other);
+/* From a callback: on != 0 makes exit signals from links into messages. */
+void gs_trap_exits(gs_ctx *ctx, int on);
+
+/* Removes a server as soon as its current callback (if any) returns,
+ * without running terminate and without handling its queued messages
+ * (calls among them fail with GS_ENOPROC). In C a running callback cannot
+ * be interrupted: "kill" means "never run another callback". Monitors see
+ * reason GS_KILLED, links get an exit signal with it. Does not wait.
+ * Returns GS_OK, GS_ENOPROC, GS_EINVAL, GS_EDEADLK (from the server's own
+ * callbacks: return a negative code instead), GS_ENOMEM. */
+int gs_kill(gs_runtime *rt, gs_pid pid);
+
+/* ------------------------------------------------------------------ */
+/* Names                                                               */
+/* ------------------------------------------------------------------ */
+
+#define GS_NAME_MAX 255 /* longest name, in bytes */
+
+/* Gives `pid` a name (a server may have several). The name is released
+ * when the server exits, before its monitors fire. Lookups take no lock
+ * (an RCU hash table). Returns GS_OK, GS_EEXIST (name taken), GS_ENOPROC
+ * (pid is not a live server), GS_EINVAL (rt or name NULL, name empty or
+ * longer than GS_NAME_MAX), GS_ENOMEM. */
+int gs_register(gs_runtime *rt, const char *name, gs_pid pid);
+/* GS_OK, GS_ENOENT if the name is not registered, GS_EINVAL. */
+int gs_unregister(gs_runtime *rt, const char *name);
+/* GS_OK with *out set, GS_ENOENT if none, GS_EINVAL (out NULL, bad name). */
+int gs_whereis(gs_runtime *rt, const char *name, gs_pid *out);
+
+/* gs_cast / gs_call to a registered name: GS_ENOPROC if no such name,
+ * otherwise exactly as gs_cast / gs_call. */
+int gs_cast_name(gs_runtime *rt, const char *name, uint32_t tag, const void *data, size_t len);
+int gs_call_name(gs_runtime *rt, const char *name, uint32_t tag, const void *data, size_t len, void *reply,
+                 size_t reply_cap, size_t *reply_len, int timeout_ms);
+
+/* ------------------------------------------------------------------ */
 /* Logging                                                             */
 /* ------------------------------------------------------------------ */
 
@@ -270,4 +349,7 @@ char *gs_pid_format(gs_pid pid, char *buf, size_t cap);
 #ifdef __cplusplus
 }
 #endif
+
+#include "genserver/supervisor.h"
+
 #endif /* GENSERVER_H */

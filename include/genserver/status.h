@@ -24,6 +24,7 @@ extern "C" {
  * as abnormal (no crash report is written for a gs_stop with it). */
 #define GS_NORMAL 0
 #define GS_SHUTDOWN 1
+#define GS_KILLED 3 /* removed by gs_kill: terminate did not run */
 
 /* ---- Timeouts ------------------------------------------------------- *
  * Every timeout argument is in milliseconds: 0 means "do not wait beyond

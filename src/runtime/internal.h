@@ -41,6 +41,13 @@ enum msg_kind {
     MSG_INFO,
     MSG_STOP, /* carries the reason and, if somebody waits, a ticket */
     MSG_IDLE, /* the idle-timeout timer came due (see timers.c) */
+    MSG_MONITOR,   /* target side: start watching (data: gs_ref) */
+    MSG_DEMONITOR, /* target side: forget a monitor (data: gs_ref) */
+    MSG_DOWN,      /* watcher side: tag GS_TAG_DOWN, data gs_down */
+    MSG_LINK,      /* data: the linking pid */
+    MSG_UNLINK,    /* data: the unlinking pid */
+    MSG_EXIT,      /* tag GS_TAG_EXIT, data gs_exit_signal */
+    MSG_KILL,      /* wakes a killed server (the flag is in ctl) */
 };
 
 /* A reply ticket: which reply slot, and which use of it. */
@@ -65,9 +72,10 @@ typedef struct msg {
  * A proc lives in a type-stable slot of the process table: its memory is
  * never freed while the runtime lives, only its state and messages are.
  * ctl packs generation | OPEN | sender references (see proc_table.c). */
-#define CTL_OPEN (UINT64_C(1) << 31)     /* accepts every message */
+#define CTL_OPEN (UINT64_C(1) << 31)      /* accepts every message */
 #define CTL_STOPPABLE (UINT64_C(1) << 30) /* accepts stop requests (also while terminating) */
-#define CTL_REFS_MASK (CTL_STOPPABLE - 1)
+#define CTL_KILLED (UINT64_C(1) << 29)    /* gs_kill: leave after the current callback */
+#define CTL_REFS_MASK (CTL_KILLED - 1)
 
 typedef struct pending_calls {
     uint32_t count, cap;
@@ -84,6 +92,9 @@ typedef struct proc_extra {
     gs_timer idle_timer;         /* armed idle check, or 0 */
     uint64_t idle_seq;           /* numbers the armings: stale checks are ignored */
     uint64_t last_activity_ns;   /* when the server last handled a message */
+    struct mon_rec *monitors;    /* monitors watching this server */
+    gs_pid *links;               /* linked servers */
+    uint32_t nlinks, cap_links;
 } proc_extra;
 
 typedef struct proc {
@@ -98,15 +109,19 @@ typedef struct proc {
     gs_runtime *rt;
     gs_pid pid;
     uint32_t last_tag;
-    bool exiting;           /* stop after the current message */
-    bool replied;           /* gs_reply for the current call happened */
-    atomic_bool has_timers; /* set by whoever arms a timer for it: purge at exit */
     int exit_reason;
     ticket current_call; /* the call being handled */
     proc_extra *extra;   /* NULL until needed */
     /* --- the timer thread only --- */
     struct timer_rec *timers; /* timers aimed at this slot, for purging */
+    /* --- the registry, under its lock --- */
+    struct reg_entry *names; /* names registered for this server */
     _Atomic uint32_t free_link; /* free list of slots */
+    /* --- owner (packed here to keep a proc in two cache lines) --- */
+    bool exiting;           /* stop after the current message */
+    bool replied;           /* gs_reply for the current call happened */
+    bool trap_exits;        /* exit signals become GS_TAG_EXIT messages */
+    atomic_bool has_timers; /* set by whoever arms a timer for it: purge at exit */
 } proc;
 
 /* ---- reply slots (reply.c) ------------------------------------------- */
@@ -163,6 +178,13 @@ struct gs_runtime {
     /* timers (timers.c) */
     struct timer_service *timers;
 
+    /* monitors (monitors.c) */
+    pool monitors;
+
+    /* names (registry.c) */
+    struct cds_lfht *names;
+    pthread_mutex_t reg_lock;
+
     /* logging */
     pthread_mutex_t log_lock;
     gs_log_fn log_fn;
@@ -218,6 +240,27 @@ void timers_stop(gs_runtime *rt);
 void timers_purge(gs_runtime *rt, proc *p);
 int timers_arm_idle(proc *p, uint64_t deadline_ns, gs_timer *out);
 proc_extra *proc_extra_get(proc *p);
+
+/* monitors.c */
+int monitors_init(gs_runtime *rt);
+void monitors_destroy(gs_runtime *rt);
+void monitors_on_monitor(proc *p, const msg *m);
+void monitors_on_demonitor(proc *p, const msg *m);
+bool monitors_on_down(proc *p, const msg *m); /* true: deliver to handle_info */
+void monitors_drop_down(gs_runtime *rt, const msg *m);
+void monitors_fire_all(proc *p, int reason);
+
+/* registry.c */
+int registry_init(gs_runtime *rt);
+void registry_destroy(gs_runtime *rt);
+void registry_release(gs_runtime *rt, proc *p);
+void registry_thread_exit(void);
+
+/* links.c */
+void links_on_link(proc *p, const msg *m);
+void links_on_unlink(proc *p, const msg *m);
+bool links_on_exit(proc *p, const msg *m); /* true: deliver to handle_info */
+void links_fire_all(proc *p, int reason);
 
 /* log.c */
 void log_init(gs_runtime *rt);

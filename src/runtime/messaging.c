@@ -29,6 +29,18 @@ msg *msg_new(gs_runtime *rt, uint8_t kind, uint32_t tag, const void *data, size_
     return m;
 }
 
+/* Pushes m to p, on which the caller holds a reference, drops the
+ * reference and schedules p if its mailbox was idle. */
+static void deliver(gs_runtime *rt, proc *p, msg *m)
+{
+    bool was_idle = mailbox_push(&p->mb, &m->node);
+    proc_release(p);
+    /* Only we can schedule an idle server, and only a running server can
+     * close, so p stays valid until it is on a run queue. */
+    if (was_idle)
+        scheduler_make_runnable(rt, p);
+}
+
 int msg_send(gs_runtime *rt, gs_pid to, msg *m)
 {
     proc *p;
@@ -38,12 +50,7 @@ int msg_send(gs_runtime *rt, gs_pid to, msg *m)
         free(m);
         return rc;
     }
-    bool was_idle = mailbox_push(&p->mb, &m->node);
-    proc_release(p);
-    /* Only we can schedule an idle server, and only a running server can
-     * close, so p stays valid until it is on a run queue. */
-    if (was_idle)
-        scheduler_make_runnable(rt, p);
+    deliver(rt, p, m);
     return GS_OK;
 }
 
@@ -172,4 +179,29 @@ int gs_stop(gs_runtime *rt, gs_pid pid, int reason, int timeout_ms)
         return GS_ENOMEM;
     m->reason = reason;
     return send_and_wait(rt, pid, m, NULL, 0, deadline, NULL);
+}
+
+int gs_kill(gs_runtime *rt, gs_pid pid)
+{
+    if (rt == NULL)
+        return GS_EINVAL;
+    if (pid == GS_NOPID)
+        return GS_ENOPROC;
+    proc *self = current_in(rt);
+    if (self != NULL && self->pid == pid)
+        return GS_EDEADLK;
+    msg *m = msg_new(rt, MSG_KILL, 0, NULL, 0);
+    if (m == NULL)
+        return GS_ENOMEM;
+    proc *p;
+    int rc = proc_acquire(rt, pid, CTL_OPEN, &p);
+    if (rc != GS_OK) {
+        free(m);
+        return rc;
+    }
+    /* The flag stops the server before its next callback, whatever is
+     * queued; the message wakes it if it is idle. */
+    atomic_fetch_or_explicit(&p->ctl, CTL_KILLED, memory_order_release);
+    deliver(rt, p, m);
+    return GS_OK;
 }

@@ -70,15 +70,26 @@ int gs_runtime_start(gs_runtime **out, const gs_runtime_opts *opts)
     atomic_init(&rt->stopping, false);
     log_init(rt);
     int rc = proc_table_init(rt);
-    if (rc == GS_OK && (rc = reply_table_init(rt)) == GS_OK) {
-        if ((rc = scheduler_start(rt)) != GS_OK)
-            reply_table_destroy(rt);
-        else if ((rc = timers_start(rt)) != GS_OK) {
-            scheduler_stop(rt);
-            reply_table_destroy(rt);
-        }
-    }
+    bool replies = false, monitors = false, registry = false, scheduler = false;
+    if (rc == GS_OK && (rc = reply_table_init(rt)) == GS_OK)
+        replies = true;
+    if (rc == GS_OK && (rc = monitors_init(rt)) == GS_OK)
+        monitors = true;
+    if (rc == GS_OK && (rc = registry_init(rt)) == GS_OK)
+        registry = true;
+    if (rc == GS_OK && (rc = scheduler_start(rt)) == GS_OK)
+        scheduler = true;
+    if (rc == GS_OK)
+        rc = timers_start(rt);
     if (rc != GS_OK) {
+        if (scheduler)
+            scheduler_stop(rt);
+        if (registry)
+            registry_destroy(rt);
+        if (monitors)
+            monitors_destroy(rt);
+        if (replies)
+            reply_table_destroy(rt);
         proc_table_destroy(rt);
         log_destroy(rt);
         tag_give_back(rt->tag);
@@ -138,6 +149,8 @@ int gs_runtime_stop(gs_runtime *rt)
     timers_stop(rt);
     scheduler_stop(rt);
     log_write(rt, GS_LOG_INFO, "runtime stopped");
+    registry_destroy(rt);
+    monitors_destroy(rt);
     proc_table_destroy(rt);
     reply_table_destroy(rt);
     log_destroy(rt);

@@ -259,6 +259,7 @@ static void *worker_main(void *arg)
             requeue(w, p);
     }
     tl_worker = NULL;
+    registry_thread_exit(); /* if this worker read the name table */
     return NULL;
 }
 

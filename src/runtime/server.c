@@ -233,6 +233,28 @@ static void dispatch(proc *p, msg *m)
     case MSG_IDLE:
         on_idle_check(p, m);
         break;
+    case MSG_MONITOR:
+        monitors_on_monitor(p, m);
+        break;
+    case MSG_DEMONITOR:
+        monitors_on_demonitor(p, m);
+        break;
+    case MSG_DOWN:
+        if (monitors_on_down(p, m) && ops->handle_info != NULL)
+            apply_return(p, ops->handle_info(ctx_of(p), p->state, &gm), "handle_info");
+        break;
+    case MSG_LINK:
+        links_on_link(p, m);
+        break;
+    case MSG_UNLINK:
+        links_on_unlink(p, m);
+        break;
+    case MSG_EXIT:
+        if (links_on_exit(p, m) && ops->handle_info != NULL)
+            apply_return(p, ops->handle_info(ctx_of(p), p->state, &gm), "handle_info");
+        break;
+    case MSG_KILL:
+        break; /* the flag in ctl does the work */
     }
 }
 
@@ -244,10 +266,33 @@ static void drain_mailbox(proc *p)
         if (retired != NULL)
             msg_free_node(retired);
         msg *m = (msg *)node;
-        if (m->kind == MSG_CALL)
+        switch (m->kind) {
+        case MSG_CALL:
             (void)reply_slot_complete(p->rt, m->ticket, GS_ENOPROC, NULL, 0);
-        else if (m->kind == MSG_STOP)
+            break;
+        case MSG_STOP:
             add_stop_waiter(p, m->ticket);
+            break;
+        /* Bookkeeping still counts: a monitor or link that arrived in time
+         * is notified of this exit like the others. */
+        case MSG_MONITOR:
+            monitors_on_monitor(p, m);
+            break;
+        case MSG_DEMONITOR:
+            monitors_on_demonitor(p, m);
+            break;
+        case MSG_LINK:
+            links_on_link(p, m);
+            break;
+        case MSG_UNLINK:
+            links_on_unlink(p, m);
+            break;
+        case MSG_DOWN:
+            monitors_drop_down(p->rt, m);
+            break;
+        default:
+            break;
+        }
     }
     if (retired != NULL)
         msg_free_node(retired);
@@ -261,6 +306,8 @@ static void proc_dispose(proc *p, bool run_terminate, int reason)
 {
     gs_runtime *rt = p->rt;
     proc_close_begin(p);
+    if (atomic_load_explicit(&p->ctl, memory_order_acquire) & CTL_KILLED)
+        run_terminate = false;
     if (run_terminate && p->ops->terminate != NULL) {
         proc *saved = tl_proc;
         tl_proc = p;
@@ -270,6 +317,9 @@ static void proc_dispose(proc *p, bool run_terminate, int reason)
     proc_close_end(p);
     drain_mailbox(p);
     timers_purge(rt, p);
+    registry_release(rt, p); /* names go before monitors fire */
+    links_fire_all(p, reason);
+    monitors_fire_all(p, reason);
     proc_extra *x = p->extra;
     if (x != NULL)
         tickets_complete_all(rt, &x->deferred, GS_ENOPROC);
@@ -277,6 +327,7 @@ static void proc_dispose(proc *p, bool run_terminate, int reason)
     p->state = NULL;
     if (x != NULL) {
         tickets_complete_all(rt, &x->stop_waiters, GS_OK);
+        free(x->links);
         free(x);
         p->extra = NULL;
     }
@@ -292,7 +343,11 @@ static void proc_dispose(proc *p, bool run_terminate, int reason)
 static void server_exit(proc *p)
 {
     int reason = p->exit_reason;
-    if (reason < 0) {
+    if (reason == GS_KILLED) {
+        char pidbuf[48];
+        log_write(p->rt, GS_LOG_INFO, "server '%s' %s killed: terminate skipped", server_name(p),
+                  gs_pid_format(p->pid, pidbuf, sizeof pidbuf));
+    } else if (reason < 0) {
         char pidbuf[48];
         log_write(p->rt, GS_LOG_ERROR,
                   "crash report: server '%s' %s exited with reason %d (%s); last message tag %" PRIu32,
@@ -323,6 +378,13 @@ bool server_run(proc *p)
             break; /* after a successful try_idle, p is not ours any more */
         }
         msg *m = (msg *)node;
+        if (atomic_load_explicit(&p->ctl, memory_order_relaxed) & CTL_KILLED) {
+            p->exiting = true; /* gs_kill: no further callback */
+            p->exit_reason = GS_KILLED;
+            server_exit(p);
+            tl_proc = saved;
+            return false;
+        }
         if (p->extra != NULL && p->extra->idle_ms != 0 && m->kind != MSG_IDLE) {
             if (turn_ns == 0)
                 turn_ns = now_ns(); /* one clock read per turn, not per message */

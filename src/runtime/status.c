@@ -6,6 +6,7 @@ const char *gs_strerror(int status)
     switch (status) {
     case GS_OK: return "success (normal exit)";
     case GS_SHUTDOWN: return "shutdown (the server was stopped as part of a shutdown)";
+    case GS_KILLED: return "killed (removed by gs_kill; terminate did not run)";
     case GS_NOREPLY: return "no reply yet (the reply comes later through gs_reply)";
     case GS_EINVAL: return "invalid argument";
     case GS_ENOMEM: return "out of memory";

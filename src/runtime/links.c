@@ -1,0 +1,153 @@
+/* links.c - two-way links and exit signals.
+ *
+ * Each server keeps its own list of linked pids (in proc_extra, touched
+ * only by its worker). gs_link adds the other server to the caller's list
+ * and sends it MSG_LINK so that it adds the caller to its own; gs_unlink
+ * does the same with MSG_UNLINK. When a server exits it sends MSG_EXIT to
+ * every linked server. A receiver that no longer lists the sender (it
+ * unlinked meanwhile) ignores the signal; one that traps exits gets
+ * GS_TAG_EXIT in handle_info; otherwise a reason other than GS_NORMAL
+ * makes it exit with the same reason. Exit signals travel through the
+ * mailbox, so they are handled in order with other messages.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static bool links_find(const proc_extra *x, gs_pid pid, uint32_t *at)
+{
+    for (uint32_t i = 0; x != NULL && i < x->nlinks; i++) {
+        if (x->links[i] == pid) {
+            *at = i;
+            return true;
+        }
+    }
+    return false;
+}
+
+static int links_add(proc *p, gs_pid pid)
+{
+    proc_extra *x = proc_extra_get(p);
+    if (x == NULL)
+        return GS_ENOMEM;
+    uint32_t at;
+    if (links_find(x, pid, &at))
+        return GS_OK;
+    if (x->nlinks == x->cap_links) {
+        uint32_t cap = x->cap_links ? x->cap_links * 2 : 4;
+        gs_pid *grown = realloc(x->links, cap * sizeof(gs_pid));
+        if (grown == NULL)
+            return GS_ENOMEM;
+        x->links = grown;
+        x->cap_links = cap;
+    }
+    x->links[x->nlinks++] = pid;
+    return GS_OK;
+}
+
+static bool links_remove(proc *p, gs_pid pid)
+{
+    uint32_t at;
+    if (!links_find(p->extra, pid, &at))
+        return false;
+    p->extra->links[at] = p->extra->links[--p->extra->nlinks];
+    return true;
+}
+
+static int send_pid_msg(gs_runtime *rt, uint8_t kind, gs_pid to, gs_pid about)
+{
+    msg *m = msg_new(rt, kind, 0, &about, sizeof about);
+    if (m == NULL)
+        return GS_ENOMEM;
+    return msg_send(rt, to, m);
+}
+
+int gs_link(gs_ctx *ctx, gs_pid other)
+{
+    proc *p = (proc *)ctx;
+    if (p == NULL || other == p->pid)
+        return GS_EINVAL;
+    if (other == GS_NOPID)
+        return GS_ENOPROC;
+    int rc = links_add(p, other);
+    if (rc != GS_OK)
+        return rc;
+    rc = send_pid_msg(p->rt, MSG_LINK, other, p->pid);
+    if (rc != GS_OK)
+        (void)links_remove(p, other);
+    return rc;
+}
+
+int gs_unlink(gs_ctx *ctx, gs_pid other)
+{
+    proc *p = (proc *)ctx;
+    if (p == NULL)
+        return GS_EINVAL;
+    if (links_remove(p, other))
+        (void)send_pid_msg(p->rt, MSG_UNLINK, other, p->pid); /* gone already: nothing to undo */
+    return GS_OK;
+}
+
+void gs_trap_exits(gs_ctx *ctx, int on)
+{
+    if (ctx != NULL)
+        ((proc *)ctx)->trap_exits = on != 0;
+}
+
+void links_on_link(proc *p, const msg *m)
+{
+    gs_pid from;
+    memcpy(&from, m->data, sizeof from);
+    if (links_add(p, from) != GS_OK) {
+        /* Cannot hold the link: break it from the other side at once. */
+        gs_exit_signal s = {.pid = p->pid, .reason = GS_ENOMEM};
+        msg *e = msg_new(p->rt, MSG_EXIT, GS_TAG_EXIT, &s, sizeof s);
+        if (e != NULL) {
+            e->sender = p->pid;
+            (void)msg_send(p->rt, from, e);
+        }
+    }
+}
+
+void links_on_unlink(proc *p, const msg *m)
+{
+    gs_pid from;
+    memcpy(&from, m->data, sizeof from);
+    (void)links_remove(p, from);
+}
+
+bool links_on_exit(proc *p, const msg *m)
+{
+    gs_exit_signal s;
+    memcpy(&s, m->data, sizeof s);
+    if (!links_remove(p, s.pid))
+        return false; /* unlinked meanwhile */
+    if (p->trap_exits)
+        return true;
+    if (s.reason != GS_NORMAL) {
+        p->exiting = true;
+        p->exit_reason = s.reason;
+    }
+    return false;
+}
+
+void links_fire_all(proc *p, int reason)
+{
+    proc_extra *x = p->extra;
+    if (x == NULL)
+        return;
+    for (uint32_t i = 0; i < x->nlinks; i++) {
+        gs_exit_signal s = {.pid = p->pid, .reason = reason};
+        msg *e = msg_new(p->rt, MSG_EXIT, GS_TAG_EXIT, &s, sizeof s);
+        if (e == NULL) {
+            log_write(p->rt, GS_LOG_ERROR, "exit signal lost: out of memory");
+            continue;
+        }
+        e->sender = p->pid;
+        (void)msg_send(p->rt, x->links[i], e); /* a dead receiver needs no signal */
+    }
+    free(x->links);
+    x->links = NULL;
+    x->nlinks = x->cap_links = 0;
+}
