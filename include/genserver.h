@@ -199,6 +199,10 @@ int gs_reply(gs_runtime *rt, gs_from from, const void *data, size_t len);
  * twice concurrently: both return once it has terminated. */
 int gs_stop(gs_runtime *rt, gs_pid pid, int reason, int timeout_ms);
 
+/* From a callback: the reason the server exits with when a callback
+ * returns GS_STOP (instead of GS_NORMAL), e.g. GS_SHUTDOWN. */
+void gs_set_exit_reason(gs_ctx *ctx, int reason);
+
 /* The running server's own pid / its runtime. ctx NULL gives GS_NOPID / NULL. */
 gs_pid gs_self(const gs_ctx *ctx);
 gs_runtime *gs_ctx_runtime(const gs_ctx *ctx);

@@ -93,6 +93,8 @@ typedef struct proc_extra {
     uint64_t idle_seq;           /* numbers the armings: stale checks are ignored */
     uint64_t last_activity_ns;   /* when the server last handled a message */
     struct mon_rec *monitors;    /* monitors watching this server */
+    bool stop_reason_set;        /* gs_set_exit_reason: GS_STOP exits with stop_reason */
+    int stop_reason;
     gs_pid *links;               /* linked servers */
     uint32_t nlinks, cap_links;
 } proc_extra;
@@ -127,16 +129,17 @@ typedef struct proc {
 /* ---- reply slots (reply.c) ------------------------------------------- */
 typedef struct reply_slot {
     alignas(64) _Atomic uint64_t state; /* seq << 2 | RS_* */
-    _Atomic uint32_t bell;  /* futex word: bumped by a completer that saw `sleeping` */
+    _Atomic uint32_t bell;              /* futex word: bumped by a completer that saw `sleeping` */
     _Atomic uint32_t sleeping;
     /* Written by the waiter before it publishes WAITING, read by the
      * completer after it won WAITING -> WRITING. */
     void *buf;
     size_t cap;
+    uint64_t deadline_ns; /* the completer turns a late reply into GS_ETIMEDOUT */
     /* Written by the completer before DONE, read by the waiter after. */
     size_t len;
-    int status;
     uint64_t seq; /* the waiter's own counter */
+    int status;   /* written by the completer, with len */
     _Atomic uint32_t free_link;
 } reply_slot;
 
@@ -165,6 +168,7 @@ struct gs_runtime {
     _Atomic int sleepers;
     _Atomic int spinning;
     atomic_bool exiting;
+    _Atomic unsigned spinning_waiters; /* reply.c: callers spinning for a reply */
 
     /* process table */
     pool procs;
@@ -210,7 +214,7 @@ uint32_t proc_table_high_water(gs_runtime *rt);
 void proc_table_destroy(gs_runtime *rt);
 
 /* reply.c */
-int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, ticket *out);
+int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns, ticket *out);
 int reply_slot_wait(gs_runtime *rt, ticket t, uint64_t deadline_ns, size_t *len_out);
 void reply_slot_abandon(gs_runtime *rt, ticket t);
 int reply_slot_complete(gs_runtime *rt, ticket t, int status, const void *data, size_t len);

@@ -102,7 +102,7 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
                          size_t *len_out)
 {
     ticket t;
-    int rc = reply_slot_take(rt, buf, cap, &t);
+    int rc = reply_slot_take(rt, buf, cap, deadline, &t);
     if (rc != GS_OK) {
         free(m);
         return rc;

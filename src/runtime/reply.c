@@ -19,7 +19,13 @@
  * DONE), so a reply is copied once. A completer holding an old ticket
  * fails its CAS (the seq moved on) and drops its reply: GS_ENOENT.
  * Waiting: spin for a few microseconds (a hot server answers in well under
- * that), then sleep on the `bell` futex with the absolute deadline. The
+ * that), then sleep on the `bell` futex with the absolute deadline. Only a
+ * few waiters may spin at once (half the CPUs, at least one): a thousand
+ * callers spinning on two cores would starve the workers that are to
+ * answer them (measured: W8 timeouts up to 60 ms late). A completer that
+ * finds the caller's deadline already passed completes with GS_ETIMEDOUT
+ * and drops the reply, so a caller that was not scheduled in time never
+ * returns a reply that came after its timeout. The
  * waiter announces sleeping in `sleeping` and re-checks the state (Dekker
  * with the completer's DONE store and `sleeping` load, both seq_cst), so a
  * completion is never missed and a completer makes a system call only if
@@ -27,12 +33,27 @@
  */
 #include <string.h>
 
+#include <unistd.h>
+
 #include "futex.h"
 #include "internal.h"
 
 enum { RS_IDLE = 0, RS_WAITING = 1, RS_WRITING = 2, RS_DONE = 3 };
 
 #define REPLY_SPIN_NS 20000u /* spin this long before sleeping */
+
+/* At most this many waiters spin at once (see the top of the file). */
+static unsigned max_spinners(void)
+{
+    static _Atomic unsigned cached;
+    unsigned n = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (n == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus > 2 ? (unsigned)(cpus / 2) : 1;
+        atomic_store_explicit(&cached, n, memory_order_relaxed);
+    }
+    return n;
+}
 
 static inline uint64_t rs_word(uint64_t seq, unsigned phase)
 {
@@ -57,7 +78,7 @@ static reply_slot *slot_at(gs_runtime *rt, uint32_t idx)
     return pool_at(&rt->replies, idx);
 }
 
-int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, ticket *out)
+int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns, ticket *out)
 {
     uint32_t idx;
     int rc = pool_alloc(&rt->replies, &idx);
@@ -67,6 +88,7 @@ int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, ticket *out)
     s->seq++;
     s->buf = buf;
     s->cap = cap;
+    s->deadline_ns = deadline_ns;
     atomic_store_explicit(&s->sleeping, 0, memory_order_relaxed);
     /* release: buf and cap are visible to the completer that wins the CAS
      * from WAITING with an acquire. */
@@ -110,19 +132,23 @@ int reply_slot_wait(gs_runtime *rt, ticket t, uint64_t deadline_ns, size_t *len_
     const uint64_t waiting = rs_word(t.seq, RS_WAITING);
     const uint64_t writing = rs_word(t.seq, RS_WRITING);
     const uint64_t done = rs_word(t.seq, RS_DONE);
-    uint64_t spin_until = now_ns() + REPLY_SPIN_NS;
-    if (spin_until > deadline_ns)
-        spin_until = deadline_ns;
-
     /* acquire on every load of DONE: pairs with the completer's store, so
      * the reply bytes, len and status are visible. */
-    for (unsigned i = 1;; i++) {
-        if (atomic_load_explicit(&s->state, memory_order_acquire) == done)
-            goto finished;
-        if ((i & 63) == 0 && now_ns() >= spin_until)
-            break;
-        cpu_relax();
+    if (atomic_fetch_add_explicit(&rt->spinning_waiters, 1, memory_order_relaxed) < max_spinners()) {
+        uint64_t spin_until = now_ns() + REPLY_SPIN_NS;
+        if (spin_until > deadline_ns)
+            spin_until = deadline_ns;
+        for (unsigned i = 1;; i++) {
+            if (atomic_load_explicit(&s->state, memory_order_acquire) == done) {
+                atomic_fetch_sub_explicit(&rt->spinning_waiters, 1, memory_order_relaxed);
+                goto finished;
+            }
+            if ((i & 63) == 0 && now_ns() >= spin_until)
+                break;
+            cpu_relax();
+        }
     }
+    atomic_fetch_sub_explicit(&rt->spinning_waiters, 1, memory_order_relaxed);
     for (;;) {
         uint64_t st = atomic_load_explicit(&s->state, memory_order_acquire);
         if (st == done)
@@ -160,6 +186,13 @@ int reply_slot_complete(gs_runtime *rt, ticket t, int status, const void *data, 
     if (!atomic_compare_exchange_strong_explicit(&s->state, &expected, rs_word(t.seq, RS_WRITING),
                                                  memory_order_acquire, memory_order_relaxed))
         return GS_ENOENT; /* answered, given up, or an old ticket */
+    int rc = GS_OK;
+    if (s->deadline_ns != DEADLINE_NEVER && now_ns() >= s->deadline_ns) {
+        /* Too late: the caller's timeout passed (it just has not noticed
+         * yet). It gets GS_ETIMEDOUT and the reply is dropped. */
+        status = GS_ETIMEDOUT;
+        rc = GS_ENOENT;
+    }
     if (status == GS_OK) {
         size_t n = len < s->cap ? len : s->cap;
         if (n > 0)
@@ -179,7 +212,7 @@ int reply_slot_complete(gs_runtime *rt, ticket t, int status, const void *data, 
         atomic_fetch_add_explicit(&s->bell, 1, memory_order_release);
         futex_wake(&s->bell, 1);
     }
-    return GS_OK;
+    return rc;
 }
 
 bool reply_ticket_waiting(gs_runtime *rt, ticket t)

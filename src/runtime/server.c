@@ -156,7 +156,7 @@ static void apply_return(proc *p, int rc, const char *callback)
         return;
     if (rc == GS_STOP) {
         p->exiting = true;
-        p->exit_reason = GS_NORMAL;
+        p->exit_reason = (p->extra != NULL && p->extra->stop_reason_set) ? p->extra->stop_reason : GS_NORMAL;
         return;
     }
     if (rc > 0) {
@@ -355,6 +355,16 @@ static void server_exit(proc *p)
                   p->last_tag);
     }
     proc_dispose(p, true, reason);
+}
+
+void gs_set_exit_reason(gs_ctx *ctx, int reason)
+{
+    proc *p = (proc *)ctx;
+    proc_extra *x = p != NULL ? proc_extra_get(p) : NULL;
+    if (x == NULL)
+        return;
+    x->stop_reason_set = true;
+    x->stop_reason = reason;
 }
 
 bool server_run(proc *p)

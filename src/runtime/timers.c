@@ -380,11 +380,15 @@ static void purge(gs_runtime *rt, gs_pid dead)
     }
 }
 
+/* Takes in at most INBOX_BATCH new timers, so that a thread arming
+ * timers in a tight loop cannot keep due timers from firing. */
+#define INBOX_BATCH 1024
+
 static void drain_inbox(gs_runtime *rt)
 {
     timer_service *ts = rt->timers;
     mbox_node *n;
-    while ((n = injectq_pop(&ts->inbox)) != NULL) {
+    for (unsigned taken = 0; taken < INBOX_BATCH && (n = injectq_pop(&ts->inbox)) != NULL; taken++) {
         timer_rec *r = rec_from_inbox(n);
         if (r->kind == TK_PURGE) {
             purge(rt, r->target);
@@ -412,7 +416,7 @@ static void *timer_main(void *arg)
         drain_inbox(rt);
         wheel_advance(&ts->wheel, tick_of_ns(ts, now_ns()), fire, rt);
         uint64_t next = wheel_next_tick(&ts->wheel);
-        if (next <= tick_of_ns(ts, now_ns()))
+        if (next <= tick_of_ns(ts, now_ns()) || injectq_maybe_nonempty(&ts->inbox))
             continue;
         uint32_t bell = atomic_load_explicit(&ts->bell, memory_order_acquire);
         atomic_store_explicit(&ts->sleep_until, next, memory_order_seq_cst);
