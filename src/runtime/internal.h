@@ -186,7 +186,7 @@ struct gs_runtime {
     pool monitors;
 
     /* names (registry.c) */
-    struct cds_lfht *names;
+    _Atomic(struct cds_lfht *) names; /* created by the first gs_register */
     pthread_mutex_t reg_lock;
 
     /* logging */

@@ -84,23 +84,41 @@ static int name_match(struct cds_lfht_node *node, const void *key)
 
 int registry_init(gs_runtime *rt)
 {
-    rt->names = cds_lfht_new_flavor(64, 64, 0, CDS_LFHT_AUTO_RESIZE, &urcu_memb_flavor, NULL);
-    if (rt->names == NULL)
-        return GS_ENOMEM;
+    /* The table itself (and liburcu's resize thread) comes with the first
+     * registration: most runtimes never name a server. */
+    atomic_init(&rt->names, NULL);
     pthread_mutex_init(&rt->reg_lock, NULL);
     return GS_OK;
 }
 
+/* The table, created on first use (under reg_lock). */
+static struct cds_lfht *table_get_locked(gs_runtime *rt)
+{
+    struct cds_lfht *ht = atomic_load_explicit(&rt->names, memory_order_relaxed);
+    if (ht == NULL) {
+        ht = cds_lfht_new_flavor(64, 64, 0, CDS_LFHT_AUTO_RESIZE, &urcu_memb_flavor, NULL);
+        /* release: readers that acquire the pointer see the table built. */
+        atomic_store_explicit(&rt->names, ht, memory_order_release);
+    }
+    return ht;
+}
+
+static struct cds_lfht *table_get(gs_runtime *rt)
+{
+    return atomic_load_explicit(&rt->names, memory_order_acquire);
+}
+
 void registry_destroy(gs_runtime *rt)
 {
-    if (rt->names == NULL)
-        return;
-    rcu_thread_enter();
-    /* Every server is gone, so every name was released; wait for the
-     * call_rcu frees before the table goes. */
-    urcu_memb_barrier();
-    (void)cds_lfht_destroy(rt->names, NULL);
-    rt->names = NULL;
+    struct cds_lfht *ht = table_get(rt);
+    if (ht != NULL) {
+        rcu_thread_enter();
+        /* Every server is gone, so every name was released; wait for the
+         * call_rcu frees before the table goes. */
+        urcu_memb_barrier();
+        (void)cds_lfht_destroy(ht, NULL);
+        atomic_store_explicit(&rt->names, NULL, memory_order_relaxed);
+    }
     pthread_mutex_destroy(&rt->reg_lock);
 }
 
@@ -130,10 +148,11 @@ int gs_register(gs_runtime *rt, const char *name, gs_pid pid)
     rcu_thread_enter();
     pthread_mutex_lock(&rt->reg_lock);
     proc *p;
-    int rc = proc_acquire(rt, pid, CTL_OPEN, &p);
+    struct cds_lfht *ht = table_get_locked(rt);
+    int rc = ht == NULL ? GS_ENOMEM : proc_acquire(rt, pid, CTL_OPEN, &p);
     if (rc == GS_OK) {
         urcu_memb_read_lock();
-        struct cds_lfht_node *got = cds_lfht_add_unique(rt->names, name_hash(name), name_match, e->name, &e->node);
+        struct cds_lfht_node *got = cds_lfht_add_unique(ht, name_hash(name), name_match, e->name, &e->node);
         urcu_memb_read_unlock();
         if (got != &e->node) {
             rc = GS_EEXIST;
@@ -168,11 +187,16 @@ int gs_unregister(gs_runtime *rt, const char *name)
     rcu_thread_enter();
     int rc = GS_ENOENT;
     pthread_mutex_lock(&rt->reg_lock);
+    struct cds_lfht *ht = table_get(rt);
+    if (ht == NULL) {
+        pthread_mutex_unlock(&rt->reg_lock);
+        return GS_ENOENT;
+    }
     urcu_memb_read_lock();
     struct cds_lfht_iter it;
-    cds_lfht_lookup(rt->names, name_hash(name), name_match, name, &it);
+    cds_lfht_lookup(ht, name_hash(name), name_match, name, &it);
     struct cds_lfht_node *node = cds_lfht_iter_get_node(&it);
-    if (node != NULL && cds_lfht_del(rt->names, node) == 0) {
+    if (node != NULL && cds_lfht_del(ht, node) == 0) {
         reg_entry *e = caa_container_of(node, reg_entry, node);
         unlink_from_pid(rt, e);
         urcu_memb_call_rcu(&e->rcu, entry_free_rcu);
@@ -187,11 +211,14 @@ int gs_whereis(gs_runtime *rt, const char *name, gs_pid *out)
 {
     if (rt == NULL || out == NULL || check_name(name) != GS_OK)
         return GS_EINVAL;
+    struct cds_lfht *ht = table_get(rt);
+    if (ht == NULL)
+        return GS_ENOENT;
     rcu_thread_enter();
     int rc = GS_ENOENT;
     urcu_memb_read_lock();
     struct cds_lfht_iter it;
-    cds_lfht_lookup(rt->names, name_hash(name), name_match, name, &it);
+    cds_lfht_lookup(ht, name_hash(name), name_match, name, &it);
     struct cds_lfht_node *node = cds_lfht_iter_get_node(&it);
     if (node != NULL) {
         *out = caa_container_of(node, reg_entry, node)->pid;
@@ -213,7 +240,7 @@ void registry_release(gs_runtime *rt, proc *p)
     urcu_memb_read_lock();
     while (e != NULL) {
         reg_entry *next = e->next_of_pid;
-        if (cds_lfht_del(rt->names, &e->node) == 0)
+        if (cds_lfht_del(table_get(rt), &e->node) == 0)
             urcu_memb_call_rcu(&e->rcu, entry_free_rcu);
         e = next;
     }

@@ -1,0 +1,186 @@
+/* w7_timers.c - W7: one-shot timers with cancellation.
+ *
+ * One collector server. The main thread schedules t timers with
+ * gs_send_after, each delivering (index, deadline) to the collector's
+ * handle_info after a delay of 1..1000 ms drawn from a fixed-seed 32-bit
+ * LCG (seed 42, the peers' generator); right after creating every second
+ * timer it cancels it with gs_cancel_timer. A cancel that returns
+ * GS_ENOENT lost the race to its timer (the client was held up for a
+ * millisecond or more): that timer counts as a delivery ("cancel_late").
+ * The deadline is the creation time plus the delay; lateness is delivery
+ * time minus deadline. The main thread waits until the collector has seen
+ * t - (successful cancels) deliveries, waits 100 ms more, and checks that
+ * every timer that should fire fired exactly once and no cancelled one
+ * did. Also checked: no delivery before its deadline (the header's "never
+ * early"). ops = t; seconds and ops_per_sec are the schedule+cancel phase.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+
+enum { W7_FIRE = 1, W7_NOTIFY_AT, W7_COUNT };
+
+typedef struct fire {
+    int64_t deadline_ns;
+    uint32_t idx;
+} fire;
+
+typedef struct collector_arg {
+    uint8_t *hits;   /* deliveries per timer */
+    int64_t *late;   /* lateness per delivery, in order of arrival */
+    int64_t t;
+} collector_arg;
+
+typedef struct collector_state {
+    collector_arg a;
+    int64_t count, early, bad;
+    int64_t target;
+    bool waiting;
+    gs_from waiter;
+} collector_state;
+
+static int collector_init(gs_ctx *ctx, void *state, const void *arg)
+{
+    ((collector_state *)state)->a = *(const collector_arg *)arg;
+    return GS_OK;
+}
+
+static int collector_info(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    collector_state *s = state;
+    if (m->tag != W7_FIRE || m->len != sizeof(fire)) {
+        s->bad++;
+        return GS_OK;
+    }
+    fire f;
+    memcpy(&f, m->data, sizeof f);
+    int64_t late = bench_now_ns() - f.deadline_ns;
+    if (f.idx >= s->a.t) {
+        s->bad++;
+        return GS_OK;
+    }
+    if (late < 0)
+        s->early++;
+    if (s->a.hits[f.idx] < 255)
+        s->a.hits[f.idx]++;
+    if (s->count < s->a.t)
+        s->a.late[s->count] = late;
+    s->count++;
+    if (s->waiting && s->count >= s->target) {
+        s->waiting = false;
+        gs_reply(gs_ctx_runtime(ctx), s->waiter, &s->count, sizeof s->count);
+    }
+    return GS_OK;
+}
+
+static int collector_call(gs_ctx *ctx, void *state, const gs_msg *m, gs_from from)
+{
+    collector_state *s = state;
+    gs_runtime *rt = gs_ctx_runtime(ctx);
+    if (m->tag == W7_NOTIFY_AT && m->len == sizeof(int64_t) && s->count < *(const int64_t *)m->data) {
+        s->target = *(const int64_t *)m->data;
+        s->waiting = true;
+        s->waiter = from;
+        return GS_NOREPLY;
+    }
+    int64_t r[3] = {s->count, s->early, s->bad};
+    gs_reply(rt, from, r, m->tag == W7_COUNT ? sizeof r : sizeof r[0]);
+    return GS_OK;
+}
+
+static const gs_server_ops collector_ops = {
+    .name = "w7_collector",
+    .state_size = sizeof(collector_state),
+    .init = collector_init,
+    .handle_call = collector_call,
+    .handle_info = collector_info,
+};
+
+/* The peers' delay generator: 32-bit LCG (Numerical Recipes constants),
+ * seed 42, mapped to 1..1000 ms. */
+static int next_delay_ms(uint32_t *x)
+{
+    *x = *x * 1664525u + 1013904223u;
+    return 1 + (int)(((uint64_t)*x * 1000u) >> 32);
+}
+
+void w7_timers(bench *b)
+{
+    int64_t t = bench_param(b, "t");
+    if (!bench_expect(b, t > 0 && t <= UINT32_MAX, "need 0 < t < 2^32"))
+        return;
+    collector_arg a = {calloc((size_t)t, 1), malloc((size_t)t * sizeof(int64_t)), t};
+    uint8_t *cancelled = calloc((size_t)t, 1);
+    if (!bench_expect(b, a.hits && a.late && cancelled, "out of memory"))
+        goto out;
+    memset(a.late, 0, (size_t)t * sizeof(int64_t));
+    gs_pid col;
+    if (!bench_ok(b, gs_start(b->rt, &collector_ops, &a, &col), "gs_start collector"))
+        goto out;
+
+    uint32_t x = 42;
+    int64_t n_cancelled = 0, cancel_late = 0, errors = 0;
+    int first_rc = GS_OK;
+    int64_t start = bench_now_ns();
+    for (int64_t i = 0; i < t; i++) {
+        int d = next_delay_ms(&x);
+        fire f = {bench_now_ns() + (int64_t)d * 1000000, (uint32_t)i};
+        gs_timer tm = 0;
+        int rc = gs_send_after(b->rt, col, W7_FIRE, &f, sizeof f, d, &tm);
+        if (rc != GS_OK) {
+            if (errors++ == 0)
+                first_rc = rc;
+            continue;
+        }
+        if (i % 2 == 1) {
+            rc = gs_cancel_timer(b->rt, tm);
+            if (rc == GS_OK) {
+                cancelled[i] = 1;
+                n_cancelled++;
+            } else if (rc == GS_ENOENT) {
+                cancel_late++;
+            } else if (errors++ == 0) {
+                first_rc = rc;
+            }
+        }
+    }
+    int64_t setup = bench_now_ns() - start;
+
+    int64_t expected = t - n_cancelled - errors;
+    int64_t got = 0;
+    int rc = gs_call(b->rt, col, W7_NOTIFY_AT, &expected, sizeof expected, &got, sizeof got, NULL, 60000);
+    int64_t waited = bench_now_ns() - start;
+    bench_sleep_ms(100); /* a cancelled timer that fires would show now */
+    int64_t r[3] = {-1, -1, -1};
+    bench_ok(b, gs_call(b->rt, col, W7_COUNT, NULL, 0, r, sizeof r, NULL, 5000), "count");
+
+    int64_t wrong = 0;
+    for (int64_t i = 0; i < t; i++)
+        if (a.hits[i] != (cancelled[i] ? 0 : 1))
+            wrong++;
+    bench_rate(b, t, setup);
+    bench_set_str(b, "cancel", "native");
+    bench_set_int(b, "cancelled", n_cancelled);
+    bench_set_int(b, "cancel_late", cancel_late);
+    bench_set_int(b, "delivered", r[0]);
+    bench_set_num(b, "until_last_s", (double)waited / 1e9);
+    int64_t nlate = r[0] < 0 ? 0 : r[0] > t ? t : r[0];
+    bench_latencies(b, a.late, (size_t)nlate);
+    bench_set_int(b, "min_ns", nlate ? a.late[0] : 0);
+    bench_set_int(b, "early", r[1]);
+    bench_expect(b, errors == 0, "%lld timer operations failed (first: %s)", (long long)errors,
+                 gs_strerror(first_rc));
+    bench_ok(b, rc, "waiting for the deliveries");
+    bench_expect(b, r[0] == expected, "%lld deliveries, want %lld", (long long)r[0], (long long)expected);
+    bench_expect(b, n_cancelled + cancel_late == t / 2, "%lld cancels tried, want %lld",
+                 (long long)(n_cancelled + cancel_late), (long long)(t / 2));
+    bench_expect(b, wrong == 0, "%lld timers delivered a wrong number of times (cancelled ones must not fire)",
+                 (long long)wrong);
+    bench_expect(b, r[1] == 0, "%lld timers delivered before their deadline", (long long)r[1]);
+    bench_expect(b, r[2] == 0, "%lld malformed messages", (long long)r[2]);
+out:
+    free(a.hits);
+    free(a.late);
+    free(cancelled);
+}
