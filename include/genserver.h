@@ -143,6 +143,24 @@ int gs_runtime_start(gs_runtime **out, const gs_runtime_opts *opts);
  * (rt NULL). */
 int gs_runtime_stop(gs_runtime *rt);
 
+/* What the runtime has done so far; every field is a running total
+ * except the last three. Any thread; figures are read without stopping
+ * the workers, so they are only consistent with each other roughly. */
+typedef struct gs_runtime_stats {
+    uint64_t messages;        /* messages handled by servers */
+    uint64_t parks;           /* times a worker went to sleep */
+    uint64_t calls_suspended; /* calls from callbacks that suspended their server */
+    uint64_t calls_resumed;   /* ... and were resumed by a reply, timeout or exit */
+    uint64_t calls_blocked;   /* calls from callbacks that had to hold their worker
+                                 (no fiber stack could be had) */
+    uint64_t stacks_in_use;   /* fiber stacks held: suspended callbacks + a spare per worker */
+    uint64_t servers;         /* live servers */
+    uint64_t workers;
+} gs_runtime_stats;
+
+/* GS_OK, or GS_EINVAL for a NULL argument. */
+int gs_runtime_stats_get(gs_runtime *rt, gs_runtime_stats *out);
+
 /* ------------------------------------------------------------------ */
 /* Servers                                                             */
 /* ------------------------------------------------------------------ */
@@ -174,9 +192,21 @@ int gs_cast(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t le
  *   with reply_cap > 0, a bad timeout, a runtime tag), GS_ENOMEM.
  * From an outside thread the caller spins briefly, then sleeps on a futex
  * with an absolute CLOCK_MONOTONIC deadline. From inside a callback the
- * calling server's worker waits for the reply (the rest of the runtime
- * keeps running on the other workers; with a single worker such a call can
- * only end by its timeout). */
+ * calling server is suspended, not its worker: the callback's stack is set
+ * aside and the worker runs other servers until the reply, the timeout (on
+ * the runtime's timer wheel) or the callee's exit resumes the callback
+ * where it left off, on whichever worker picks it up. Meanwhile messages
+ * to the suspended server wait in its mailbox. A cycle (A calls B while B
+ * calls A) ends by timeout, as in Erlang.
+ *
+ * Callback stacks: callbacks run on fiber stacks of 64 KiB. Keep large
+ * buffers off the stack (a few KiB of locals are fine; deep recursion is
+ * not). The first 16,384 stacks have a guard page (overflow faults); the
+ * rest carry a canary checked at every switch (overflow aborts with a
+ * message). A stack is held only while its server has a call in flight,
+ * plus one spare per worker; memory is what the callbacks touched (a few
+ * KiB each), address space 68 KiB per stack. Should no stack be had, the
+ * call holds its worker instead (counted in gs_runtime_stats). */
 int gs_call(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len,
             void *reply, size_t reply_cap, size_t *reply_len, int timeout_ms);
 

@@ -16,6 +16,7 @@
 #include "../queue/runq.h"
 #include "../queue/wheel.h"
 #include "genserver.h"
+#include "fiber.h"
 #include "pool.h"
 
 /* ---- pids ------------------------------------------------------------
@@ -93,6 +94,8 @@ typedef struct proc_extra {
     uint64_t idle_seq;           /* numbers the armings: stale checks are ignored */
     uint64_t last_activity_ns;   /* when the server last handled a message */
     struct mon_rec *monitors;    /* monitors watching this server */
+    fiber *fiber;                /* the suspended callback's stack, until resumed */
+    _Atomic uint32_t resume_latch; /* 2 at suspension: the worker leaving and the reply each take 1 */
     bool stop_reason_set;        /* gs_set_exit_reason: GS_STOP exits with stop_reason */
     int stop_reason;
     gs_pid *links;               /* linked servers */
@@ -136,6 +139,7 @@ typedef struct reply_slot {
     void *buf;
     size_t cap;
     uint64_t deadline_ns; /* the completer turns a late reply into GS_ETIMEDOUT */
+    struct proc *waiter;  /* a suspended server to resume, or NULL (a thread on the futex) */
     /* Written by the completer before DONE, read by the waiter after. */
     size_t len;
     uint64_t seq; /* the waiter's own counter */
@@ -154,6 +158,11 @@ typedef struct worker {
     pthread_t thread;
     uint32_t lifo_streak; /* LIFO-slot runs in a row, for fairness */
     uint64_t rng;
+    fiber_home home; /* the worker's own stack, which fibers return to */
+    fiber *spare;    /* the fiber for the next turn */
+    fiber *running;  /* the fiber a turn runs on now, or NULL */
+    /* statistics: written by this worker, read by gs_runtime_stats_get */
+    _Atomic uint64_t messages, parks, suspended, resumed, blocked;
 } worker;
 
 struct gs_runtime {
@@ -169,6 +178,7 @@ struct gs_runtime {
     _Atomic int spinning;
     atomic_bool exiting;
     _Atomic unsigned spinning_waiters; /* reply.c: callers spinning for a reply */
+    fiber_pool *fibers;
 
     /* process table */
     pool procs;
@@ -196,8 +206,14 @@ struct gs_runtime {
 };
 
 /* ---- thread-local context ---------------------------------------------- */
-extern _Thread_local worker *tl_worker; /* the worker running this thread */
-extern _Thread_local proc *tl_proc;     /* the server whose callback runs */
+/* Both are read again after every fiber switch (a callback may resume on
+ * another thread): the accessors are not inlined so that no compiler
+ * caches a thread-local address across a switch. */
+extern _Thread_local worker *tl_worker __attribute__((tls_model("initial-exec")));
+extern _Thread_local proc *tl_proc __attribute__((tls_model("initial-exec")));
+worker *current_worker(void) __attribute__((noinline));
+proc *current_proc(void) __attribute__((noinline));
+void set_current_proc(proc *p) __attribute__((noinline));
 
 /* ---- module functions ------------------------------------------------- */
 /* proc_table.c */
@@ -214,7 +230,8 @@ uint32_t proc_table_high_water(gs_runtime *rt);
 void proc_table_destroy(gs_runtime *rt);
 
 /* reply.c */
-int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns, ticket *out);
+int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns, proc *waiter, ticket *out);
+int reply_slot_collect(gs_runtime *rt, ticket t, size_t *len_out);
 int reply_slot_wait(gs_runtime *rt, ticket t, uint64_t deadline_ns, size_t *len_out);
 void reply_slot_abandon(gs_runtime *rt, ticket t);
 int reply_slot_complete(gs_runtime *rt, ticket t, int status, const void *data, size_t len);
@@ -243,6 +260,9 @@ int timers_start(gs_runtime *rt);
 void timers_stop(gs_runtime *rt);
 void timers_purge(gs_runtime *rt, proc *p);
 int timers_arm_idle(proc *p, uint64_t deadline_ns, gs_timer *out);
+/* Calls fn(rt, a, b) on the timer thread at deadline_ns (unless cancelled). */
+int timers_arm_fn(gs_runtime *rt, uint64_t deadline_ns, void (*fn)(gs_runtime *, uint64_t, uint64_t), uint64_t a,
+                  uint64_t b, gs_timer *out);
 proc_extra *proc_extra_get(proc *p);
 
 /* monitors.c */

@@ -21,7 +21,8 @@ msg *msg_new(gs_runtime *rt, uint8_t kind, uint32_t tag, const void *data, size_
     m->tag = tag;
     m->kind = kind;
     m->reason = 0;
-    m->sender = (tl_proc != NULL && tl_proc->rt == rt) ? tl_proc->pid : GS_NOPID;
+    proc *cur = current_proc();
+    m->sender = (cur != NULL && cur->rt == rt) ? cur->pid : GS_NOPID;
     m->ticket = TICKET_NONE;
     m->len = len;
     if (len > 0)
@@ -79,7 +80,7 @@ static int check_payload(gs_runtime *rt, uint32_t tag, const void *data, size_t 
 /* The server whose callback this thread runs, if it belongs to rt. */
 static proc *current_in(gs_runtime *rt)
 {
-    proc *p = tl_proc;
+    proc *p = current_proc();
     return p != NULL && p->rt == rt ? p : NULL;
 }
 
@@ -96,27 +97,75 @@ int gs_cast(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t le
     return msg_send(rt, to, m);
 }
 
+/* The timeout of a suspended call, on the timer thread: completes the
+ * call with GS_ETIMEDOUT (unless the reply won), which resumes it. */
+static void call_timed_out(gs_runtime *rt, uint64_t slot, uint64_t seq)
+{
+    (void)reply_slot_complete(rt, (ticket){(uint32_t)slot, seq}, GS_ETIMEDOUT, NULL, 0);
+}
+
+/* The fiber the calling callback runs on, if it may suspend there. */
+static fiber *suspendable_fiber(gs_runtime *rt)
+{
+    worker *w = current_worker();
+    if (w == NULL || w->rt != rt || w->running == NULL)
+        return NULL;
+    return proc_extra_get(w->running->proc) != NULL ? w->running : NULL;
+}
+
 /* Sends m (which carries a fresh ticket for a slot holding buf/cap) and
- * waits for its completion until deadline. */
+ * waits for its completion until deadline: a callback on a fiber
+ * suspends (its worker goes on with other servers; the reply, the timeout
+ * from the timer wheel or the callee's exit resumes it); an outside
+ * thread sleeps on the reply slot's futex. */
 static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t cap, uint64_t deadline,
                          size_t *len_out)
 {
+    fiber *f = suspendable_fiber(rt);
+    proc *owner = f != NULL ? f->proc : NULL;
+    if (owner != NULL)
+        atomic_store_explicit(&owner->extra->resume_latch, 2, memory_order_relaxed);
     ticket t;
-    int rc = reply_slot_take(rt, buf, cap, deadline, &t);
+    int rc = reply_slot_take(rt, buf, cap, deadline, owner, &t);
     if (rc != GS_OK) {
         free(m);
         return rc;
     }
     m->ticket = t;
-    rc = msg_send(rt, to, m);
-    if (rc != GS_OK) {
+    gs_timer timer = 0;
+    if (owner != NULL && deadline != DEADLINE_NEVER &&
+        (rc = timers_arm_fn(rt, deadline, call_timed_out, t.slot, t.seq, &timer)) != GS_OK) {
+        free(m);
         reply_slot_abandon(rt, t);
         return rc;
     }
-    /* A worker that waits must not sit on runnable servers (the callee
-     * may be among them). */
-    scheduler_before_block(rt);
-    return reply_slot_wait(rt, t, deadline, len_out);
+    rc = msg_send(rt, to, m);
+    if (rc != GS_OK) {
+        if (timer != 0)
+            (void)gs_cancel_timer(rt, timer);
+        reply_slot_abandon(rt, t);
+        return rc;
+    }
+    if (owner == NULL) {
+        worker *w = current_worker();
+        if (w != NULL && w->rt == rt) {
+            /* A worker that waits must not sit on runnable servers (the
+             * callee may be among them). */
+            atomic_fetch_add_explicit(&w->blocked, 1, memory_order_relaxed);
+            scheduler_before_block(rt);
+        }
+        return reply_slot_wait(rt, t, deadline, len_out);
+    }
+    proc *cur = current_proc(); /* the server whose callback calls (maybe an init inside owner's) */
+    owner->extra->fiber = f;
+    f->status = FIBER_SUSPENDED;
+    atomic_fetch_add_explicit(&current_worker()->suspended, 1, memory_order_relaxed);
+    fiber_leave(fiber_current_home(), f);
+    /* Resumed, perhaps on another worker: the reply slot is DONE. */
+    set_current_proc(cur);
+    if (timer != 0)
+        (void)gs_cancel_timer(rt, timer);
+    return reply_slot_collect(rt, t, len_out);
 }
 
 int gs_call(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len, void *reply,

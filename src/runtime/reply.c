@@ -78,7 +78,7 @@ static reply_slot *slot_at(gs_runtime *rt, uint32_t idx)
     return pool_at(&rt->replies, idx);
 }
 
-int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns, ticket *out)
+int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns, proc *waiter, ticket *out)
 {
     uint32_t idx;
     int rc = pool_alloc(&rt->replies, &idx);
@@ -89,6 +89,7 @@ int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns,
     s->buf = buf;
     s->cap = cap;
     s->deadline_ns = deadline_ns;
+    s->waiter = waiter;
     atomic_store_explicit(&s->sleeping, 0, memory_order_relaxed);
     /* release: buf and cap are visible to the completer that wins the CAS
      * from WAITING with an acquire. */
@@ -168,7 +169,13 @@ int reply_slot_wait(gs_runtime *rt, ticket t, uint64_t deadline_ns, size_t *len_
          * we sleep, so wait without a deadline. */
         slot_sleep(s, st, st == writing ? DEADLINE_NEVER : deadline_ns);
     }
-finished:;
+finished:
+    return reply_slot_collect(rt, t, len_out);
+}
+
+int reply_slot_collect(gs_runtime *rt, ticket t, size_t *len_out)
+{
+    reply_slot *s = slot_at(rt, t.slot);
     int status = s->status;
     if (len_out != NULL)
         *len_out = s->len;
@@ -203,12 +210,20 @@ int reply_slot_complete(gs_runtime *rt, ticket t, int status, const void *data, 
         s->len = 0;
         s->status = status;
     }
+    /* Read before DONE: afterwards the slot may be released and reused. */
+    proc *waiter = s->waiter;
     /* seq_cst: publishes the reply (release) and is the first half of the
      * Dekker pair with the waiter's `sleeping` store. The slot memory is
      * type-stable, so touching bell after the waiter left is harmless (a
      * spurious wake-up for a later waiter, who re-checks its state). */
     atomic_store_explicit(&s->state, rs_word(t.seq, RS_DONE), memory_order_seq_cst);
-    if (atomic_load_explicit(&s->sleeping, memory_order_seq_cst)) {
+    if (waiter != NULL) {
+        /* A suspended server: whichever of this completion and its
+         * worker's switch away comes second makes it runnable. acq_rel:
+         * the reply is published to the worker that resumes it. */
+        if (atomic_fetch_sub_explicit(&waiter->extra->resume_latch, 1, memory_order_acq_rel) == 1)
+            scheduler_make_runnable(rt, waiter);
+    } else if (atomic_load_explicit(&s->sleeping, memory_order_seq_cst)) {
         atomic_fetch_add_explicit(&s->bell, 1, memory_order_release);
         futex_wake(&s->bell, 1);
     }

@@ -124,7 +124,9 @@ int gs_runtime_stop(gs_runtime *rt)
 {
     if (rt == NULL)
         return GS_EINVAL;
-    if ((tl_worker != NULL && tl_worker->rt == rt) || (tl_proc != NULL && tl_proc->rt == rt))
+    worker *w = current_worker();
+    proc *cur = current_proc();
+    if ((w != NULL && w->rt == rt) || (cur != NULL && cur->rt == rt))
         return GS_EDEADLK;
     atomic_store_explicit(&rt->stopping, true, memory_order_seq_cst);
     log_write(rt, GS_LOG_INFO, "runtime stopping: %u servers alive, %u workers",

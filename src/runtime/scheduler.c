@@ -30,6 +30,7 @@
 #define _GNU_SOURCE
 #include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "futex.h"
 #include "internal.h"
@@ -38,7 +39,12 @@
 #define GLOBAL_BATCH 32u    /* servers moved from the global queue at once */
 #define LIFO_STREAK_MAX 32u /* LIFO-slot runs in a row before the ring gets a turn */
 
-_Thread_local worker *tl_worker;
+_Thread_local worker *tl_worker __attribute__((tls_model("initial-exec")));
+
+__attribute__((noinline)) worker *current_worker(void)
+{
+    return tl_worker;
+}
 
 static proc *proc_of_link(mbox_node *n)
 {
@@ -76,7 +82,7 @@ static void push_ring(worker *w, proc *p)
 
 void scheduler_make_runnable(gs_runtime *rt, proc *p)
 {
-    worker *w = tl_worker;
+    worker *w = current_worker();
     if (w != NULL && w->rt == rt) {
         proc *kicked = runq_push_next(&w->rq, p);
         if (kicked == NULL)
@@ -97,7 +103,7 @@ static void requeue(worker *w, proc *p)
 
 void scheduler_before_block(gs_runtime *rt)
 {
-    worker *w = tl_worker;
+    worker *w = current_worker();
     if (w == NULL || w->rt != rt)
         return;
     /* The worker is about to wait for a reply: hand everything it holds,
@@ -234,6 +240,7 @@ static proc *spin_for_work(worker *w)
 static void park(worker *w)
 {
     gs_runtime *rt = w->rt;
+    atomic_fetch_add_explicit(&w->parks, 1, memory_order_relaxed);
     uint32_t epoch = atomic_load_explicit(&rt->epoch, memory_order_acquire);
     atomic_fetch_add_explicit(&rt->sleepers, 1, memory_order_seq_cst);
     full_fence();
@@ -242,11 +249,75 @@ static void park(worker *w)
     atomic_fetch_sub_explicit(&rt->sleepers, 1, memory_order_seq_cst);
 }
 
+/* ---- turns on fibers --------------------------------------------------- */
+
+void fiber_body(fiber *f)
+{
+    fiber_first_arrival();
+    for (;;) {
+        bool again = server_run(f->proc);
+        f->status = again ? FIBER_AGAIN : FIBER_IDLE;
+        fiber_leave(fiber_current_home(), f);
+    }
+}
+
+static void fiber_release(worker *w, fiber *f)
+{
+    if (w->spare == NULL)
+        w->spare = f;
+    else
+        fiber_put(w->rt->fibers, f);
+}
+
+/* Runs one turn of p: on the fiber p's suspended callback waits on, or on
+ * the worker's spare fiber. Without a fiber (out of memory) the turn runs
+ * on the worker's own stack, and calls made in it block the worker. */
+static void run_turn(worker *w, proc *p)
+{
+    fiber *f;
+    if (p->extra != NULL && p->extra->fiber != NULL) {
+        f = p->extra->fiber; /* resume a suspended callback */
+        p->extra->fiber = NULL;
+        atomic_fetch_add_explicit(&w->resumed, 1, memory_order_relaxed);
+    } else {
+        f = w->spare != NULL ? w->spare : fiber_get(w->rt->fibers);
+        w->spare = NULL;
+        if (f == NULL) {
+            if (server_run(p))
+                requeue(w, p);
+            return;
+        }
+        f->proc = p;
+    }
+    w->running = f;
+    fiber_enter(&w->home, f);
+    w->running = NULL;
+    set_current_proc(NULL);
+    switch (f->status) {
+    case FIBER_SUSPENDED: {
+        /* The fiber stays with its server. Whichever of this worker and
+         * the reply comes second makes the server runnable again. */
+        proc *sp = f->proc;
+        if (atomic_fetch_sub_explicit(&sp->extra->resume_latch, 1, memory_order_acq_rel) == 1)
+            scheduler_make_runnable(w->rt, sp);
+        break;
+    }
+    case FIBER_AGAIN:
+        requeue(w, f->proc);
+        fiber_release(w, f);
+        break;
+    case FIBER_IDLE:
+        fiber_release(w, f); /* f->proc may be gone: not touched */
+        break;
+    }
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
     gs_runtime *rt = w->rt;
     tl_worker = w;
+    fiber_home_init(&w->home);
     while (!atomic_load_explicit(&rt->exiting, memory_order_acquire)) {
         proc *p = find_work(w);
         if (p == NULL)
@@ -255,9 +326,12 @@ static void *worker_main(void *arg)
             park(w);
             continue;
         }
-        if (server_run(p))
-            requeue(w, p);
+        run_turn(w, p);
     }
+    if (w->spare != NULL)
+        fiber_put(rt->fibers, w->spare);
+    w->spare = NULL;
+    fiber_home_destroy(&w->home);
     tl_worker = NULL;
     registry_thread_exit(); /* if this worker read the name table */
     return NULL;
@@ -265,14 +339,18 @@ static void *worker_main(void *arg)
 
 int scheduler_start(gs_runtime *rt)
 {
+    if (fiber_pool_create(&rt->fibers) != 0)
+        return GS_ENOMEM;
     injectq_init(&rt->global);
     atomic_init(&rt->epoch, 0);
     atomic_init(&rt->sleepers, 0);
     atomic_init(&rt->spinning, 0);
     atomic_init(&rt->exiting, false);
     rt->workers = aligned_alloc(64, sizeof(worker) * rt->nworkers);
-    if (rt->workers == NULL)
+    if (rt->workers == NULL) {
+        fiber_pool_destroy(rt->fibers);
         return GS_ENOMEM;
+    }
     for (unsigned i = 0; i < rt->nworkers; i++) {
         worker *w = &rt->workers[i];
         runq_init(&w->rq);
@@ -280,6 +358,12 @@ int scheduler_start(gs_runtime *rt)
         w->index = i;
         w->lifo_streak = 0;
         w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
+        w->spare = w->running = NULL;
+        atomic_init(&w->messages, 0);
+        atomic_init(&w->parks, 0);
+        atomic_init(&w->suspended, 0);
+        atomic_init(&w->resumed, 0);
+        atomic_init(&w->blocked, 0);
     }
     for (unsigned i = 0; i < rt->nworkers; i++) {
         if (pthread_create(&rt->workers[i].thread, NULL, worker_main, &rt->workers[i]) != 0) {
@@ -290,6 +374,8 @@ int scheduler_start(gs_runtime *rt)
                 pthread_join(rt->workers[j].thread, NULL);
             free(rt->workers);
             rt->workers = NULL;
+            fiber_pool_destroy(rt->fibers);
+            rt->fibers = NULL;
             return GS_EAGAIN;
         }
     }
@@ -305,4 +391,25 @@ void scheduler_stop(gs_runtime *rt)
         pthread_join(rt->workers[i].thread, NULL);
     free(rt->workers);
     rt->workers = NULL;
+    fiber_pool_destroy(rt->fibers);
+    rt->fibers = NULL;
+}
+
+int gs_runtime_stats_get(gs_runtime *rt, gs_runtime_stats *out)
+{
+    if (rt == NULL || out == NULL)
+        return GS_EINVAL;
+    memset(out, 0, sizeof *out);
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        worker *w = &rt->workers[i];
+        out->messages += atomic_load_explicit(&w->messages, memory_order_relaxed);
+        out->parks += atomic_load_explicit(&w->parks, memory_order_relaxed);
+        out->calls_suspended += atomic_load_explicit(&w->suspended, memory_order_relaxed);
+        out->calls_resumed += atomic_load_explicit(&w->resumed, memory_order_relaxed);
+        out->calls_blocked += atomic_load_explicit(&w->blocked, memory_order_relaxed);
+    }
+    out->stacks_in_use = fiber_pool_in_use(rt->fibers);
+    out->servers = atomic_load_explicit(&rt->live, memory_order_relaxed);
+    out->workers = rt->nworkers;
+    return GS_OK;
 }

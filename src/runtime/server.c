@@ -25,7 +25,17 @@
 
 #define SERVER_BATCH 64u
 
-_Thread_local proc *tl_proc;
+_Thread_local proc *tl_proc __attribute__((tls_model("initial-exec")));
+
+__attribute__((noinline)) proc *current_proc(void)
+{
+    return tl_proc;
+}
+
+__attribute__((noinline)) void set_current_proc(proc *p)
+{
+    tl_proc = p;
+}
 
 static inline gs_ctx *ctx_of(proc *p)
 {
@@ -258,41 +268,47 @@ static void dispatch(proc *p, msg *m)
     }
 }
 
-/* Empties the closed mailbox: calls fail, stop requests wait for the end. */
+/* What a message that will never reach a callback still means: calls
+ * fail, stop requests wait for the end, and monitor and link bookkeeping
+ * counts (a monitor or link that arrived in time is notified of this
+ * exit like the others). */
+static void settle_message(proc *p, msg *m)
+{
+    switch (m->kind) {
+    case MSG_CALL:
+        (void)reply_slot_complete(p->rt, m->ticket, GS_ENOPROC, NULL, 0);
+        break;
+    case MSG_STOP:
+        add_stop_waiter(p, m->ticket);
+        break;
+    case MSG_MONITOR:
+        monitors_on_monitor(p, m);
+        break;
+    case MSG_DEMONITOR:
+        monitors_on_demonitor(p, m);
+        break;
+    case MSG_LINK:
+        links_on_link(p, m);
+        break;
+    case MSG_UNLINK:
+        links_on_unlink(p, m);
+        break;
+    case MSG_DOWN:
+        monitors_drop_down(p->rt, m);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Empties the closed mailbox. */
 static void drain_mailbox(proc *p)
 {
     mbox_node *node, *retired;
     while ((node = mailbox_pop(&p->mb, &retired)) != NULL) {
         if (retired != NULL)
             msg_free_node(retired);
-        msg *m = (msg *)node;
-        switch (m->kind) {
-        case MSG_CALL:
-            (void)reply_slot_complete(p->rt, m->ticket, GS_ENOPROC, NULL, 0);
-            break;
-        case MSG_STOP:
-            add_stop_waiter(p, m->ticket);
-            break;
-        /* Bookkeeping still counts: a monitor or link that arrived in time
-         * is notified of this exit like the others. */
-        case MSG_MONITOR:
-            monitors_on_monitor(p, m);
-            break;
-        case MSG_DEMONITOR:
-            monitors_on_demonitor(p, m);
-            break;
-        case MSG_LINK:
-            links_on_link(p, m);
-            break;
-        case MSG_UNLINK:
-            links_on_unlink(p, m);
-            break;
-        case MSG_DOWN:
-            monitors_drop_down(p->rt, m);
-            break;
-        default:
-            break;
-        }
+        settle_message(p, (msg *)node);
     }
     if (retired != NULL)
         msg_free_node(retired);
@@ -309,15 +325,17 @@ static void proc_dispose(proc *p, bool run_terminate, int reason)
     if (atomic_load_explicit(&p->ctl, memory_order_acquire) & CTL_KILLED)
         run_terminate = false;
     if (run_terminate && p->ops->terminate != NULL) {
-        proc *saved = tl_proc;
-        tl_proc = p;
+        proc *saved = current_proc();
+        set_current_proc(p);
         p->ops->terminate(ctx_of(p), p->state, reason);
-        tl_proc = saved;
+        set_current_proc(saved);
     }
+    /* Names go before the slot closes to stop requests: whoever sees the
+     * pid dead (GS_ENOPROC, DOWN, EXIT) can register its name again. */
+    registry_release(rt, p);
     proc_close_end(p);
     drain_mailbox(p);
     timers_purge(rt, p);
-    registry_release(rt, p); /* names go before monitors fire */
     links_fire_all(p, reason);
     monitors_fire_all(p, reason);
     proc_extra *x = p->extra;
@@ -367,13 +385,22 @@ void gs_set_exit_reason(gs_ctx *ctx, int reason)
     x->stop_reason = reason;
 }
 
+/* Counts a turn's messages for gs_runtime_stats_get: one atomic per turn. */
+static void count_messages(unsigned n)
+{
+    worker *w = current_worker();
+    if (w != NULL && n > 0)
+        atomic_fetch_add_explicit(&w->messages, n, memory_order_relaxed);
+}
+
 bool server_run(proc *p)
 {
-    proc *saved = tl_proc;
-    tl_proc = p;
+    proc *saved = current_proc();
+    set_current_proc(p);
     bool again = false;
     uint64_t turn_ns = 0;
-    for (unsigned n = 0;; n++) {
+    unsigned n;
+    for (n = 0;; n++) {
         if (n == SERVER_BATCH) {
             again = true;
             break;
@@ -391,8 +418,10 @@ bool server_run(proc *p)
         if (atomic_load_explicit(&p->ctl, memory_order_relaxed) & CTL_KILLED) {
             p->exiting = true; /* gs_kill: no further callback */
             p->exit_reason = GS_KILLED;
+            settle_message(p, m); /* the one just taken counts like the queued ones */
             server_exit(p);
-            tl_proc = saved;
+            set_current_proc(saved);
+            count_messages(n);
             return false;
         }
         if (p->extra != NULL && p->extra->idle_ms != 0 && m->kind != MSG_IDLE) {
@@ -400,14 +429,16 @@ bool server_run(proc *p)
                 turn_ns = now_ns(); /* one clock read per turn, not per message */
             p->extra->last_activity_ns = turn_ns;
         }
-        dispatch(p, m);
+        dispatch(p, m); /* may suspend in a call and resume on another worker */
         if (p->exiting) {
             server_exit(p);
-            tl_proc = saved;
+            set_current_proc(saved);
+            count_messages(n + 1);
             return false;
         }
     }
-    tl_proc = saved;
+    set_current_proc(saved);
+    count_messages(n);
     return again;
 }
 
@@ -452,10 +483,10 @@ int gs_start(gs_runtime *rt, const gs_server_ops *ops, const void *arg, gs_pid *
     atomic_fetch_add_explicit(&rt->opened, 1, memory_order_seq_cst);
     gs_pid pid = p->pid;
 
-    proc *saved = tl_proc;
-    tl_proc = p;
+    proc *saved = current_proc();
+    set_current_proc(p);
     rc = ops->init != NULL ? ops->init(ctx_of(p), state, arg) : GS_OK;
-    tl_proc = saved;
+    set_current_proc(saved);
 
     if (rc == GS_OK) {
         if (out != NULL)

@@ -47,7 +47,7 @@
 #define NS_PER_TICK 1000000u
 
 enum { TS_FREE = 0, TS_PENDING = 1, TS_DONE = 2, TS_CANCELLED = 3 };
-enum { TK_SEND, TK_PURGE };
+enum { TK_SEND, TK_PURGE, TK_FN };
 
 typedef struct timer_rec {
     _Atomic uint64_t state; /* generation << 2 | TS_* */
@@ -58,9 +58,11 @@ typedef struct timer_rec {
      * recycled under it (the generation check discards such a read). */
     _Atomic gs_pid target;
     msg *m; /* TK_SEND: what to deliver */
+    void (*fn)(gs_runtime *, uint64_t, uint64_t); /* TK_FN: what to call, with a, b */
+    uint64_t a, b;
     uint64_t deadline; /* tick */
     uint32_t idx;
-    uint8_t kind;
+    _Atomic uint8_t kind; /* atomic: gs_cancel_timer reads it like target */
     bool in_list; /* linked in the target's list (timer thread only) */
     _Atomic uint32_t free_link;
 } timer_rec;
@@ -118,7 +120,7 @@ static int rec_new(timer_service *ts, uint8_t kind, timer_rec **out, uint64_t *g
         return rc == GS_ELIMIT ? GS_EAGAIN : rc;
     timer_rec *r = pool_at(&ts->recs, idx);
     r->idx = idx;
-    r->kind = kind;
+    atomic_store_explicit(&r->kind, kind, memory_order_relaxed);
     r->m = NULL;
     r->in_list = false;
     /* The generation is bumped at each use; the record is not visible to
@@ -213,6 +215,7 @@ int gs_cancel_timer(gs_runtime *rt, gs_timer t)
         return GS_EINVAL;
     if (pid_tag(t) != rt->tag || rt->timers == NULL)
         return GS_ENOENT;
+
     timer_rec *r = pool_at(&rt->timers->recs, pid_index(t));
     if (r == NULL)
         return GS_ENOENT;
@@ -224,13 +227,36 @@ int gs_cancel_timer(gs_runtime *rt, gs_timer t)
     if (atomic_load_explicit(&r->state, memory_order_acquire) != expected)
         return GS_ENOENT;
     gs_pid target = atomic_load_explicit(&r->target, memory_order_relaxed);
+    uint8_t kind = atomic_load_explicit(&r->kind, memory_order_relaxed);
     /* The CAS against the timer thread's PENDING -> DONE has one winner. */
     if (!atomic_compare_exchange_strong_explicit(&r->state, &expected, state_word(t >> 32, TS_CANCELLED),
                                                  memory_order_acq_rel, memory_order_relaxed))
         return GS_ENOENT;
     /* The target's death already made the timer harmless: report it as
-     * gone, as promised (its record is freed by the purge). */
-    return target_alive(rt, target) ? GS_OK : GS_ENOENT;
+     * gone, as promised (its record is freed by the purge). Internal
+     * timers (call timeouts) have no target. */
+    return kind == TK_FN || target_alive(rt, target) ? GS_OK : GS_ENOENT;
+}
+
+int timers_arm_fn(gs_runtime *rt, uint64_t deadline_ns, void (*fn)(gs_runtime *, uint64_t, uint64_t), uint64_t a,
+                  uint64_t b, gs_timer *out)
+{
+    timer_service *ts = rt->timers;
+    timer_rec *r;
+    uint64_t gen;
+    int rc = rec_new(ts, TK_FN, &r, &gen);
+    if (rc != GS_OK)
+        return rc;
+    atomic_store_explicit(&r->target, GS_NOPID, memory_order_relaxed);
+    r->fn = fn;
+    r->a = a;
+    r->b = b;
+    r->deadline = tick_ceil_of_ns(ts, deadline_ns);
+    atomic_store_explicit(&r->state, state_word(gen, TS_PENDING), memory_order_release);
+    if (out != NULL)
+        *out = handle_make(rt, (uint32_t)gen, r->idx);
+    submit(ts, r, r->deadline);
+    return GS_OK;
 }
 
 /* ---- idle timeouts (the server's own worker) ------------------------ */
@@ -350,10 +376,15 @@ static void fire(wheel_timer *wt, void *ctx)
     uint64_t expected = state_word(gen, TS_PENDING);
     /* acq_rel: one winner against gs_cancel_timer. */
     if (atomic_compare_exchange_strong_explicit(&r->state, &expected, state_word(gen, TS_DONE),
-                                                memory_order_acq_rel, memory_order_acquire))
-        (void)msg_send(rt, r->target, r->m); /* frees m if the target is gone */
-    else
+                                                memory_order_acq_rel, memory_order_acquire)) {
+        if (atomic_load_explicit(&r->kind, memory_order_relaxed) == TK_FN)
+            r->fn(rt, r->a, r->b);
+        else
+            (void)msg_send(rt, r->target, r->m); /* frees m if the target is gone */
+        r->m = NULL;
+    } else {
         free(r->m); /* cancelled */
+    }
     r->m = NULL;
     rec_release(ts, r);
 }
@@ -390,7 +421,7 @@ static void drain_inbox(gs_runtime *rt)
     mbox_node *n;
     for (unsigned taken = 0; taken < INBOX_BATCH && (n = injectq_pop(&ts->inbox)) != NULL; taken++) {
         timer_rec *r = rec_from_inbox(n);
-        if (r->kind == TK_PURGE) {
+        if (atomic_load_explicit(&r->kind, memory_order_relaxed) == TK_PURGE) {
             purge(rt, r->target);
             rec_release(ts, r);
             continue;
@@ -402,7 +433,8 @@ static void drain_inbox(gs_runtime *rt)
             rec_release(ts, r);
             continue;
         }
-        list_link(proc_table_at(rt, pid_index(r->target)), r);
+        if (atomic_load_explicit(&r->kind, memory_order_relaxed) == TK_SEND)
+            list_link(proc_table_at(rt, pid_index(r->target)), r);
         wheel_insert(&ts->wheel, &r->wt, r->deadline);
     }
 }
