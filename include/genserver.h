@@ -214,7 +214,10 @@ int gs_call(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t le
  * copied straight into the caller's buffer. Returns GS_OK if the reply
  * reached a waiting caller, GS_ENOENT if there was none any more (already
  * answered, the caller timed out, or the server stopped; the reply is
- * dropped), GS_EINVAL (rt NULL, a `from` that no call ever produced,
+ * dropped). Exception, so that `return gs_reply(...)` from handle_call is
+ * safe: replying to the call being handled, from its own handle_call,
+ * gives GS_OK even if the caller has given up meanwhile (a second reply
+ * there still gives GS_ENOENT). Also GS_EINVAL (rt NULL, a `from` that no call ever produced,
  * data NULL with len > 0), GS_EMSGSIZE (len > GS_MSG_MAX). */
 int gs_reply(gs_runtime *rt, gs_from from, const void *data, size_t len);
 

@@ -205,9 +205,18 @@ int gs_reply(gs_runtime *rt, gs_from from, const void *data, size_t len)
     if (rc != GS_OK)
         return rc;
     proc *self = current_in(rt);
-    if (self != NULL && self->current_call.slot == t.slot && self->current_call.seq == t.seq)
-        self->replied = true; /* whatever the outcome, handle_call did reply */
-    return reply_slot_complete(rt, t, GS_OK, data, len);
+    bool current = self != NULL && self->current_call.slot == t.slot && self->current_call.seq == t.seq;
+    if (current && self->replied)
+        return GS_ENOENT; /* a second reply to the call being handled */
+    rc = reply_slot_complete(rt, t, GS_OK, data, len);
+    if (current) {
+        self->replied = true;
+        /* The usual `return gs_reply(...)` must not crash a server whose
+         * caller merely gave up: the reply is dropped, and that is fine. */
+        if (rc == GS_ENOENT)
+            rc = GS_OK;
+    }
+    return rc;
 }
 
 int gs_stop(gs_runtime *rt, gs_pid pid, int reason, int timeout_ms)
