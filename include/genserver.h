@@ -241,6 +241,51 @@ gs_pid gs_self(const gs_ctx *ctx);
 gs_runtime *gs_ctx_runtime(const gs_ctx *ctx);
 
 /* ------------------------------------------------------------------ */
+/* Asynchronous requests                                               */
+/* ------------------------------------------------------------------ */
+
+/* A request in flight. 0 is never a request. */
+typedef uint64_t gs_request;
+
+#define GS_TAG_REPLY 0xFFFF0004u         /* handle_info: a request's reply */
+#define GS_TAG_REPLY_TIMEOUT 0xFFFF0005u /* handle_info: a request's deadline passed */
+
+/* The head of a GS_TAG_REPLY / GS_TAG_REPLY_TIMEOUT payload; for a reply
+ * with status GS_OK the reply bytes follow it:
+ *   const gs_request_reply *r = msg->data;
+ *   const void *bytes = (const char *)msg->data + sizeof *r;
+ *   size_t nbytes = msg->len - sizeof *r; */
+typedef struct gs_request_reply {
+    gs_request req; /* what gs_send_request returned */
+    int status;     /* GS_OK, or why there is no reply: GS_ETIMEDOUT, GS_ENOPROC,
+                       GS_ENOREPLY, GS_ENOTSUP, GS_ENOMEM */
+} gs_request_reply;
+
+/* Sends a call request to `to` and returns at once with its id in *out;
+ * handle_call sees an ordinary call (it may reply at once or defer). The
+ * outcome - a reply, or a timeout when timeout_ms passes (GS_INFINITY:
+ * never), never both - arrives:
+ *   - from a callback: as a message to the calling server's handle_info,
+ *     tag GS_TAG_REPLY (status GS_OK and the reply bytes, or the reason
+ *     there is none) or GS_TAG_REPLY_TIMEOUT;
+ *   - from an outside thread: through gs_wait_request.
+ * Returns GS_OK, or as gs_call for bad arguments, GS_ENOPROC (no such
+ * server), GS_EDEADLK (a server requesting from itself), GS_ENOMEM. */
+int gs_send_request(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len, int timeout_ms,
+                    gs_request *out);
+
+/* From an outside thread: waits at most timeout_ms for the outcome of a
+ * request it sent. Returns the outcome (GS_OK with the reply copied as by
+ * gs_call, GS_EMSGSIZE, GS_ETIMEDOUT when the request's own deadline
+ * passed, GS_ENOPROC, ...), after which the id is spent; or GS_EAGAIN if
+ * timeout_ms passed first (the request stays pending: wait again);
+ * GS_ENOENT for an id that is spent or unknown; GS_EINVAL for a request
+ * sent from a callback (its outcome goes to handle_info). One thread at a
+ * time may wait on a request. */
+int gs_wait_request(gs_runtime *rt, gs_request req, void *reply, size_t reply_cap, size_t *reply_len,
+                    int timeout_ms);
+
+/* ------------------------------------------------------------------ */
 /* Timers                                                              */
 /* ------------------------------------------------------------------ */
 

@@ -140,6 +140,7 @@ typedef struct reply_slot {
     size_t cap;
     uint64_t deadline_ns; /* the completer turns a late reply into GS_ETIMEDOUT */
     struct proc *waiter;  /* a suspended server to resume, or NULL (a thread on the futex) */
+    struct async_req *async; /* a gs_send_request (request.c), or NULL */
     /* Written by the completer before DONE, read by the waiter after. */
     size_t len;
     uint64_t seq; /* the waiter's own counter */
@@ -230,7 +231,12 @@ uint32_t proc_table_high_water(gs_runtime *rt);
 void proc_table_destroy(gs_runtime *rt);
 
 /* reply.c */
-int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns, proc *waiter, ticket *out);
+int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns, proc *waiter,
+                    struct async_req *async, ticket *out);
+reply_slot *reply_slot_of(gs_runtime *rt, uint32_t idx);
+void reply_slot_release(gs_runtime *rt, reply_slot *s, uint32_t idx);
+void reply_slot_sleep(reply_slot *s, uint64_t seen, uint64_t deadline_ns);
+void reply_slot_ring(reply_slot *s);
 int reply_slot_collect(gs_runtime *rt, ticket t, size_t *len_out);
 int reply_slot_wait(gs_runtime *rt, ticket t, uint64_t deadline_ns, size_t *len_out);
 void reply_slot_abandon(gs_runtime *rt, ticket t);
@@ -251,8 +257,11 @@ void scheduler_before_block(gs_runtime *rt);
 bool server_run(proc *p);
 
 /* messaging.c */
+msg *msg_alloc(gs_runtime *rt, uint8_t kind, uint32_t tag, size_t len);
 msg *msg_new(gs_runtime *rt, uint8_t kind, uint32_t tag, const void *data, size_t len);
 int msg_send(gs_runtime *rt, gs_pid to, msg *m);
+int msg_check_payload(gs_runtime *rt, uint32_t tag, const void *data, size_t len);
+proc *msg_current_server(gs_runtime *rt); /* the server whose callback this thread runs, if of rt */
 int timeout_to_deadline(int timeout_ms, uint64_t *deadline_ns);
 
 /* timers.c */
@@ -285,6 +294,10 @@ void links_on_link(proc *p, const msg *m);
 void links_on_unlink(proc *p, const msg *m);
 bool links_on_exit(proc *p, const msg *m); /* true: deliver to handle_info */
 void links_fire_all(proc *p, int reason);
+
+/* request.c */
+int request_complete(gs_runtime *rt, reply_slot *s, ticket t, int status, const void *data, size_t len,
+                     int rc);
 
 /* log.c */
 void log_init(gs_runtime *rt);

@@ -13,7 +13,8 @@
 #include "futex.h"
 #include "internal.h"
 
-msg *msg_new(gs_runtime *rt, uint8_t kind, uint32_t tag, const void *data, size_t len)
+/* A message with room for len payload bytes, not filled in. */
+msg *msg_alloc(gs_runtime *rt, uint8_t kind, uint32_t tag, size_t len)
 {
     msg *m = malloc(sizeof(msg) + len);
     if (m == NULL)
@@ -25,6 +26,14 @@ msg *msg_new(gs_runtime *rt, uint8_t kind, uint32_t tag, const void *data, size_
     m->sender = (cur != NULL && cur->rt == rt) ? cur->pid : GS_NOPID;
     m->ticket = TICKET_NONE;
     m->len = len;
+    return m;
+}
+
+msg *msg_new(gs_runtime *rt, uint8_t kind, uint32_t tag, const void *data, size_t len)
+{
+    msg *m = msg_alloc(rt, kind, tag, len);
+    if (m == NULL)
+        return NULL;
     if (len > 0)
         memcpy(m->data, data, len);
     return m;
@@ -68,7 +77,7 @@ int timeout_to_deadline(int timeout_ms, uint64_t *deadline_ns)
 }
 
 /* Checks shared by every sender: runtime, payload, tag. */
-static int check_payload(gs_runtime *rt, uint32_t tag, const void *data, size_t len)
+int msg_check_payload(gs_runtime *rt, uint32_t tag, const void *data, size_t len)
 {
     if (rt == NULL || (data == NULL && len > 0) || tag >= GS_TAG_RUNTIME_BASE)
         return GS_EINVAL;
@@ -78,7 +87,7 @@ static int check_payload(gs_runtime *rt, uint32_t tag, const void *data, size_t 
 }
 
 /* The server whose callback this thread runs, if it belongs to rt. */
-static proc *current_in(gs_runtime *rt)
+proc *msg_current_server(gs_runtime *rt)
 {
     proc *p = current_proc();
     return p != NULL && p->rt == rt ? p : NULL;
@@ -86,7 +95,7 @@ static proc *current_in(gs_runtime *rt)
 
 int gs_cast(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len)
 {
-    int rc = check_payload(rt, tag, data, len);
+    int rc = msg_check_payload(rt, tag, data, len);
     if (rc != GS_OK)
         return rc;
     if (to == GS_NOPID)
@@ -126,7 +135,7 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
     if (owner != NULL)
         atomic_store_explicit(&owner->extra->resume_latch, 2, memory_order_relaxed);
     ticket t;
-    int rc = reply_slot_take(rt, buf, cap, deadline, owner, &t);
+    int rc = reply_slot_take(rt, buf, cap, deadline, owner, NULL, &t);
     if (rc != GS_OK) {
         free(m);
         return rc;
@@ -171,7 +180,7 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
 int gs_call(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len, void *reply,
             size_t reply_cap, size_t *reply_len, int timeout_ms)
 {
-    int rc = check_payload(rt, tag, data, len);
+    int rc = msg_check_payload(rt, tag, data, len);
     if (rc != GS_OK)
         return rc;
     if (reply == NULL && reply_cap > 0)
@@ -181,7 +190,7 @@ int gs_call(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t le
         return rc;
     if (to == GS_NOPID)
         return GS_ENOPROC;
-    proc *self = current_in(rt);
+    proc *self = msg_current_server(rt);
     if (self != NULL && self->pid == to)
         return GS_EDEADLK;
     msg *m = msg_new(rt, MSG_CALL, tag, data, len);
@@ -204,7 +213,7 @@ int gs_reply(gs_runtime *rt, gs_from from, const void *data, size_t len)
     int rc = reply_ticket_from(rt, from, &t);
     if (rc != GS_OK)
         return rc;
-    proc *self = current_in(rt);
+    proc *self = msg_current_server(rt);
     bool current = self != NULL && self->current_call.slot == t.slot && self->current_call.seq == t.seq;
     if (current && self->replied)
         return GS_ENOENT; /* a second reply to the call being handled */
@@ -229,7 +238,7 @@ int gs_stop(gs_runtime *rt, gs_pid pid, int reason, int timeout_ms)
         return rc;
     if (pid == GS_NOPID)
         return GS_ENOPROC;
-    proc *self = current_in(rt);
+    proc *self = msg_current_server(rt);
     if (self != NULL && self->pid == pid)
         return GS_EDEADLK;
     msg *m = msg_new(rt, MSG_STOP, 0, NULL, 0);
@@ -245,7 +254,7 @@ int gs_kill(gs_runtime *rt, gs_pid pid)
         return GS_EINVAL;
     if (pid == GS_NOPID)
         return GS_ENOPROC;
-    proc *self = current_in(rt);
+    proc *self = msg_current_server(rt);
     if (self != NULL && self->pid == pid)
         return GS_EDEADLK;
     msg *m = msg_new(rt, MSG_KILL, 0, NULL, 0);

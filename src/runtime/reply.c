@@ -78,7 +78,8 @@ static reply_slot *slot_at(gs_runtime *rt, uint32_t idx)
     return pool_at(&rt->replies, idx);
 }
 
-int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns, proc *waiter, ticket *out)
+int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns, proc *waiter,
+                    struct async_req *async, ticket *out)
 {
     uint32_t idx;
     int rc = pool_alloc(&rt->replies, &idx);
@@ -90,12 +91,25 @@ int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns,
     s->cap = cap;
     s->deadline_ns = deadline_ns;
     s->waiter = waiter;
+    s->async = async;
     atomic_store_explicit(&s->sleeping, 0, memory_order_relaxed);
     /* release: buf and cap are visible to the completer that wins the CAS
      * from WAITING with an acquire. */
     atomic_store_explicit(&s->state, rs_word(s->seq, RS_WAITING), memory_order_release);
     *out = (ticket){idx, s->seq};
     return GS_OK;
+}
+
+static void slot_release(gs_runtime *rt, reply_slot *s, uint32_t idx);
+
+reply_slot *reply_slot_of(gs_runtime *rt, uint32_t idx)
+{
+    return slot_at(rt, idx);
+}
+
+void reply_slot_release(gs_runtime *rt, reply_slot *s, uint32_t idx)
+{
+    slot_release(rt, s, idx);
 }
 
 static void slot_release(gs_runtime *rt, reply_slot *s, uint32_t idx)
@@ -110,7 +124,7 @@ void reply_slot_abandon(gs_runtime *rt, ticket t)
 }
 
 /* Sleeps until the state leaves `seen` or the deadline passes. */
-static void slot_sleep(reply_slot *s, uint64_t seen, uint64_t deadline_ns)
+void reply_slot_sleep(reply_slot *s, uint64_t seen, uint64_t deadline_ns)
 {
     uint32_t bell = atomic_load_explicit(&s->bell, memory_order_acquire);
     /* seq_cst store then seq_cst load: Dekker with the completer's DONE
@@ -167,7 +181,7 @@ int reply_slot_wait(gs_runtime *rt, ticket t, uint64_t deadline_ns, size_t *len_
         }
         /* WRITING: the completer is copying; its DONE comes with a ring if
          * we sleep, so wait without a deadline. */
-        slot_sleep(s, st, st == writing ? DEADLINE_NEVER : deadline_ns);
+        reply_slot_sleep(s, st, st == writing ? DEADLINE_NEVER : deadline_ns);
     }
 finished:
     return reply_slot_collect(rt, t, len_out);
@@ -200,6 +214,8 @@ int reply_slot_complete(gs_runtime *rt, ticket t, int status, const void *data, 
         status = GS_ETIMEDOUT;
         rc = GS_ENOENT;
     }
+    if (s->async != NULL)
+        return request_complete(rt, s, t, status, data, len, rc);
     if (status == GS_OK) {
         size_t n = len < s->cap ? len : s->cap;
         if (n > 0)
@@ -223,11 +239,20 @@ int reply_slot_complete(gs_runtime *rt, ticket t, int status, const void *data, 
          * the reply is published to the worker that resumes it. */
         if (atomic_fetch_sub_explicit(&waiter->extra->resume_latch, 1, memory_order_acq_rel) == 1)
             scheduler_make_runnable(rt, waiter);
-    } else if (atomic_load_explicit(&s->sleeping, memory_order_seq_cst)) {
+    } else {
+        reply_slot_ring(s);
+    }
+    return rc;
+}
+
+/* After a seq_cst DONE store: wakes the thread sleeping on the slot, if
+ * any (the completer's half of the Dekker pair). */
+void reply_slot_ring(reply_slot *s)
+{
+    if (atomic_load_explicit(&s->sleeping, memory_order_seq_cst)) {
         atomic_fetch_add_explicit(&s->bell, 1, memory_order_release);
         futex_wake(&s->bell, 1);
     }
-    return rc;
 }
 
 bool reply_ticket_waiting(gs_runtime *rt, ticket t)

@@ -110,8 +110,19 @@ static void run_phase(int which)
     atomic_store(&stop_flag, 1);
     if (which == 0)
         pthread_join(rs, NULL);
-    struct timespec ts = {0, 100000000}; /* every timer's deadline has passed */
-    nanosleep(&ts, NULL);
+    /* Every deadline has passed; give the timer thread time to deliver
+     * (under TSan on a loaded machine it can be slow), until deliveries
+     * stop changing for 300 ms. */
+    long last = -1, now_count = 0;
+    for (int quiet = 0; quiet < 3;) {
+        struct timespec ts = {0, 100000000};
+        nanosleep(&ts, NULL);
+        now_count = 0;
+        for (int id = 0; id < TOTAL; id++)
+            now_count += atomic_load(&delivered[id]);
+        quiet = now_count == last ? quiet + 1 : 0;
+        last = now_count;
+    }
     CHECK_RC(gs_runtime_stop(rt), GS_OK);
 
     int ok_cancel = 0, deliveries = 0, dropped = 0, never = 0;

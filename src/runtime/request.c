@@ -1,0 +1,222 @@
+/* request.c - asynchronous requests: gs_send_request, gs_wait_request.
+ *
+ * A request is a call whose caller does not wait on the spot. It uses the
+ * same reply slot and ticket as gs_call, so every answer path (gs_reply
+ * from any thread, deferred replies, the callee's exit, the deadline) has
+ * one winner through the slot's CAS, and a request gets exactly one
+ * outcome: a reply or a timeout, never both.
+ *   - From a callback, the outcome comes to the requesting server as an
+ *     info message (GS_TAG_REPLY or GS_TAG_REPLY_TIMEOUT) naming the
+ *     request. The deadline is a timer-wheel function timer; the message
+ *     that reports a lack of memory is allocated up front, so an outcome
+ *     is always delivered. Nobody waits on the slot: the completer
+ *     releases it.
+ *   - From an outside thread, the completer keeps the reply (a heap copy)
+ *     in the request, and gs_wait_request collects it, sleeping on the
+ *     slot's futex as gs_call does.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "futex.h"
+#include "internal.h"
+
+enum { ASYNC_SERVER, ASYNC_THREAD };
+
+typedef struct async_req {
+    int mode;
+    gs_pid to;        /* ASYNC_SERVER: the requesting server */
+    gs_request id;
+    gs_timer timer;   /* ASYNC_SERVER: the deadline */
+    msg *fallback;    /* ASYNC_SERVER: outcome to deliver if memory runs out */
+    void *heap;       /* ASYNC_THREAD: the reply, once completed */
+    size_t len;
+    int status;
+} async_req;
+
+#define REQ_SEQ_BITS 34
+#define REQ_SEQ_MASK ((UINT64_C(1) << REQ_SEQ_BITS) - 1)
+#define REQ_SLOT_BITS 22
+
+static gs_request request_id(gs_runtime *rt, ticket t)
+{
+    return (gs_request)rt->tag << 56 | (gs_request)t.slot << REQ_SEQ_BITS | (t.seq & REQ_SEQ_MASK);
+}
+
+static void request_timed_out(gs_runtime *rt, uint64_t slot, uint64_t seq)
+{
+    (void)reply_slot_complete(rt, (ticket){(uint32_t)slot, seq}, GS_ETIMEDOUT, NULL, 0);
+}
+
+static void async_free(async_req *a)
+{
+    free(a->fallback);
+    free(a->heap);
+    free(a);
+}
+
+int gs_send_request(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len, int timeout_ms,
+                    gs_request *out)
+{
+    int rc = msg_check_payload(rt, tag, data, len);
+    if (rc != GS_OK)
+        return rc;
+    if (out == NULL)
+        return GS_EINVAL;
+    uint64_t deadline;
+    if ((rc = timeout_to_deadline(timeout_ms, &deadline)) != GS_OK)
+        return rc;
+    if (to == GS_NOPID)
+        return GS_ENOPROC;
+    proc *self = msg_current_server(rt);
+    if (self != NULL && self->pid == to)
+        return GS_EDEADLK;
+    async_req *a = calloc(1, sizeof *a);
+    msg *m = msg_new(rt, MSG_CALL, tag, data, len);
+    if (a == NULL || m == NULL) {
+        free(a);
+        free(m);
+        return GS_ENOMEM;
+    }
+    a->mode = self != NULL ? ASYNC_SERVER : ASYNC_THREAD;
+    if (self != NULL) {
+        a->to = self->pid;
+        gs_request_reply oom = {.req = 0, .status = GS_ENOMEM};
+        if ((a->fallback = msg_new(rt, MSG_INFO, GS_TAG_REPLY, &oom, sizeof oom)) == NULL) {
+            async_free(a);
+            free(m);
+            return GS_ENOMEM;
+        }
+        a->fallback->sender = GS_NOPID;
+    }
+    ticket t;
+    if ((rc = reply_slot_take(rt, NULL, 0, deadline, NULL, a, &t)) != GS_OK) {
+        async_free(a);
+        free(m);
+        return rc;
+    }
+    a->id = request_id(rt, t);
+    if (a->fallback != NULL)
+        ((gs_request_reply *)a->fallback->data)->req = a->id;
+    if (a->mode == ASYNC_SERVER && deadline != DEADLINE_NEVER &&
+        (rc = timers_arm_fn(rt, deadline, request_timed_out, t.slot, t.seq, &a->timer)) != GS_OK) {
+        reply_slot_abandon(rt, t);
+        async_free(a);
+        free(m);
+        return rc;
+    }
+    gs_request id = a->id; /* a belongs to the slot from here on */
+    gs_timer timer = a->timer;
+    m->ticket = t;
+    if ((rc = msg_send(rt, to, m)) != GS_OK) {
+        if (timer != 0)
+            (void)gs_cancel_timer(rt, timer);
+        reply_slot_abandon(rt, t);
+        async_free(a);
+        return rc;
+    }
+    *out = id;
+    return GS_OK;
+}
+
+/* Called by reply_slot_complete once it won the slot (WRITING). */
+int request_complete(gs_runtime *rt, reply_slot *s, ticket t, int status, const void *data, size_t len,
+                     int rc)
+{
+    async_req *a = s->async;
+    if (a->mode == ASYNC_THREAD) {
+        if (status == GS_OK && len > 0 && (a->heap = malloc(len)) == NULL)
+            status = GS_ENOMEM;
+        if (status == GS_OK && len > 0)
+            memcpy(a->heap, data, len);
+        a->status = status;
+        a->len = status == GS_OK ? len : 0;
+        /* seq_cst: publishes the result; Dekker with the waiter's sleep. */
+        atomic_store_explicit(&s->state, (t.seq << 2) | 3u /* DONE */, memory_order_seq_cst);
+        reply_slot_ring(s);
+        return rc;
+    }
+    /* ASYNC_SERVER: deliver the outcome as an info message. */
+    size_t body = status == GS_OK ? len : 0;
+    msg *m = msg_alloc(rt, MSG_INFO, status == GS_ETIMEDOUT ? GS_TAG_REPLY_TIMEOUT : GS_TAG_REPLY,
+                       sizeof(gs_request_reply) + body);
+    if (m == NULL) {
+        m = a->fallback;
+        a->fallback = NULL;
+    } else {
+        gs_request_reply head = {.req = a->id, .status = status};
+        memcpy(m->data, &head, sizeof head);
+        if (body > 0)
+            memcpy(m->data + sizeof head, data, body);
+    }
+    m->sender = GS_NOPID;
+    gs_pid to = a->to;
+    gs_timer timer = a->timer;
+    s->async = NULL;
+    reply_slot_release(rt, s, t.slot); /* nobody waits on it */
+    if (timer != 0)
+        (void)gs_cancel_timer(rt, timer); /* fails harmlessly if it is the timer completing */
+    async_free(a);
+    (void)msg_send(rt, to, m); /* a requester that is gone needs no answer */
+    return rc;
+}
+
+int gs_wait_request(gs_runtime *rt, gs_request req, void *reply, size_t reply_cap, size_t *reply_len,
+                    int timeout_ms)
+{
+    if (rt == NULL || (reply == NULL && reply_cap > 0))
+        return GS_EINVAL;
+    uint64_t wait_until;
+    int rc = timeout_to_deadline(timeout_ms, &wait_until);
+    if (rc != GS_OK)
+        return rc;
+    if ((req >> 56) != rt->tag)
+        return GS_ENOENT;
+    uint32_t idx = (uint32_t)(req >> REQ_SEQ_BITS) & ((1u << REQ_SLOT_BITS) - 1);
+    reply_slot *s = reply_slot_of(rt, idx);
+    if (s == NULL)
+        return GS_ENOENT;
+    uint64_t w = atomic_load_explicit(&s->state, memory_order_acquire);
+    uint64_t seq = w >> 2;
+    if ((seq & REQ_SEQ_MASK) != (req & REQ_SEQ_MASK) || (w & 3) == 0 /* IDLE */)
+        return GS_ENOENT;
+    async_req *a = s->async;
+    if (a == NULL || a->mode != ASYNC_THREAD || a->id != req)
+        return GS_EINVAL; /* a server's request: its outcome goes to handle_info */
+    const uint64_t waiting = seq << 2 | 1u, done = seq << 2 | 3u;
+    uint64_t deadline = s->deadline_ns;
+    for (;;) {
+        uint64_t st = atomic_load_explicit(&s->state, memory_order_acquire);
+        if (st == done)
+            break;
+        uint64_t now = now_ns();
+        if (st == waiting && now >= deadline) {
+            uint64_t expected = waiting;
+            if (atomic_compare_exchange_strong_explicit(&s->state, &expected, seq << 2, memory_order_acquire,
+                                                        memory_order_acquire)) {
+                s->async = NULL;
+                reply_slot_release(rt, s, idx);
+                async_free(a);
+                return GS_ETIMEDOUT; /* the request's own deadline: it is over */
+            }
+            continue;
+        }
+        if (st == waiting && now >= wait_until)
+            return GS_EAGAIN; /* not yet: the request stays pending */
+        reply_slot_sleep(s, st, st == waiting ? (deadline < wait_until ? deadline : wait_until) : DEADLINE_NEVER);
+    }
+    int status = a->status;
+    if (status == GS_OK) {
+        size_t n = a->len < reply_cap ? a->len : reply_cap;
+        if (n > 0)
+            memcpy(reply, a->heap, n);
+        if (a->len > reply_cap)
+            status = GS_EMSGSIZE;
+    }
+    if (reply_len != NULL)
+        *reply_len = a->len;
+    s->async = NULL;
+    reply_slot_release(rt, s, idx);
+    async_free(a);
+    return status;
+}
