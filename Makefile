@@ -39,14 +39,14 @@ test: test-asan test-tsan test-install
 	@echo "all tests passed"
 
 test-asan: deps
-	cmake -S . -B $(BUILD)/asan -DCMAKE_BUILD_TYPE=Debug -DGS_SANITIZE=address -DGS_BUILD_BENCH=OFF >/dev/null
+	cmake -S . -B $(BUILD)/asan -DCMAKE_BUILD_TYPE=Debug -DGS_SANITIZE=address -DGS_BUILD_BENCH=OFF -DGS_BUILD_SOAK=ON >/dev/null
 	cmake --build $(BUILD)/asan -j $(JOBS)
 	cd $(BUILD)/asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure --jobs 1
 
 test-tsan: deps
 	cmake -S . -B $(BUILD)/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGS_SANITIZE=thread \
-	  -DGS_BUILD_TESTS=OFF -DGS_BUILD_STRESS=ON -DGS_BUILD_EXAMPLES=OFF -DGS_BUILD_BENCH=OFF >/dev/null
+	  -DGS_BUILD_TESTS=OFF -DGS_BUILD_STRESS=ON -DGS_BUILD_SOAK=ON -DGS_BUILD_EXAMPLES=OFF -DGS_BUILD_BENCH=OFF >/dev/null
 	cmake --build $(BUILD)/tsan -j $(JOBS)
 	cd $(BUILD)/tsan && ctest --output-on-failure --jobs 1
 
@@ -122,3 +122,19 @@ bench-peers: bench-build bench-tools
 bench-micro: bench-build
 	@mkdir -p $(BENCH_RESULTS)
 	$(BUILD)/release/bench/micro_queues $(if $(QUICK),--quick) | tee $(BENCH_RESULTS)/$(BENCH_STAMP)-micro.jsonl
+
+# ---- soak (tests/soak/soak.c) ----------------------------------------------
+# `make soak SECONDS=600 [SEED=S]` builds Release in $(BUILD)/soak and runs
+# the seeded randomized soak for SECONDS, printing the operation counts.
+# A failing run prints its seed; pass it back with SEED= to replay the same
+# operation sequences. WORKERS= and SERVERS= are passed through when set.
+SECONDS ?= 30
+SEED    ?=
+SERVERS ?=
+.PHONY: soak
+soak: deps
+	cmake -S . -B $(BUILD)/soak -DCMAKE_BUILD_TYPE=Release -DGS_BUILD_SOAK=ON -DGS_BUILD_TESTS=OFF \
+	  -DGS_BUILD_EXAMPLES=OFF -DGS_BUILD_BENCH=OFF >/dev/null
+	cmake --build $(BUILD)/soak -j $(JOBS) --target soak
+	$(BUILD)/soak/soak --seconds $(SECONDS) $(if $(SEED),--seed $(SEED)) \
+	  $(if $(SERVERS),--servers $(SERVERS)) $(if $(WORKERS),--workers $(WORKERS))

@@ -34,6 +34,9 @@ typedef struct bench_workload {
     const char *title; /* one line for --help */
     void (*run)(bench *b);
     bench_key keys[BENCH_MAX_KEYS]; /* ends at the first NULL key */
+    /* string-valued options (key=word), with their words for --help, e.g.
+     * "stop=cast|async|sync"; the first is the default; ends at NULL */
+    const char *str_opts[4];
 } bench_workload;
 
 struct bench {
@@ -125,6 +128,7 @@ void w6_spawn(bench *b);
 void w7_timers(bench *b);
 void w8_call_timeout(bench *b);
 #endif
+void w9_server_call(bench *b);
 
 /* W3 and W4: `tokens` tokens of k hops each, injected at evenly spaced
  * servers of a ring of `servers` (w3_ring.c). */

@@ -19,25 +19,28 @@
 
 static const bench_workload workloads[] = {
     {"call_rtt", "W1 synchronous call round trip from an outside thread", w1_call_rtt,
-     {{"n", 200000, true}, {"warmup", 10000, true}, {"timeout_ms", 5000, false}}},
+     {{"n", 200000, true}, {"warmup", 10000, true}, {"timeout_ms", 5000, false}}, {NULL}},
     {"cast_fanin", "W2 P producer servers cast M incr each to one counter", w2_cast_fanin,
-     {{"p", 4, false}, {"m", 1000000, true}, {"batch", 1000, false}}},
+     {{"p", 4, false}, {"m", 1000000, true}, {"batch", 1000, false}}, {NULL}},
     {"cast_fanin_threads", "W2b as W2 with P plain pthreads as producers", w2b_cast_fanin_threads,
-     {{"p", 4, false}, {"m", 1000000, true}}},
+     {{"p", 4, false}, {"m", 1000000, true}}, {NULL}},
     {"ring", "W3 one token passed H times around a ring of R servers", w3_ring,
-     {{"r", 1000, false}, {"h", 2000000, true}}},
+     {{"r", 1000, false}, {"h", 2000000, true}}, {NULL}},
     {"ring_multi", "W4 T tokens of K hops each around a ring of R servers", w4_ring_multi,
-     {{"r", 1000, false}, {"t", 100, false}, {"k", 20000, true}}},
+     {{"r", 1000, false}, {"t", 100, false}, {"k", 20000, true}}, {NULL}},
     {"pingpong", "W5 K ping/pong pairs, R round trips each", w5_pingpong,
-     {{"k", 1000, false}, {"r", 1000, true}}},
+     {{"k", 1000, false}, {"r", 1000, true}}, {NULL}},
     {"spawn", "W6 start, cast to and stop S counter servers; memory per server", w6_spawn,
-     {{"s", 1000000, true}}},
+     {{"s", 1000000, true}}, {"stop=cast|async|sync"}},
 #ifndef GS_BENCH_NO_TIMERS
     {"timers", "W7 T one-shot timers, every second one cancelled at once", w7_timers,
-     {{"t", 1000000, true}}},
+     {{"t", 1000000, true}}, {NULL}},
     {"call_timeout", "W8 C callers: slow call times out after 10 ms, then a fast call", w8_call_timeout,
-     {{"c", 1000, true}}},
+     {{"c", 1000, true}, {"warm", 1, false}}, {"callers=servers|threads"}},
 #endif
+    {"server_call", "W9 gs_call between servers: hot round trip, K pairs x M calls, vs cast round trips",
+     w9_server_call, {{"n", 1000000, true}, {"warmup", 10000, true}, {"k", 1000, false}, {"m", 1000, true},
+                      {"timeout_ms", 5000, false}, {"rtt_workers", 1, false}}, {NULL}},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
@@ -50,13 +53,32 @@ static void usage(FILE *f)
         fprintf(f, "  %-19s %s\n  %19s", w->name, w->title, "");
         for (int k = 0; k < BENCH_MAX_KEYS && w->keys[k].key; k++)
             fprintf(f, " %s=%lld%s", w->keys[k].key, (long long)w->keys[k].def, w->keys[k].quick ? "*" : "");
+        for (int k = 0; k < 4 && w->str_opts[k]; k++)
+            fprintf(f, " %s", w->str_opts[k]);
         fprintf(f, "\n");
     }
-    fprintf(f, "\n  * divided by 100 with --quick.  spawn also takes stop=cast|async|sync.\n"
+    fprintf(f, "\n  * divided by 100 with --quick; key=a|b: a word, the first is the default.\n"
 #ifdef GS_BENCH_NO_TIMERS
                "  (built without the timer workloads: GS_BENCH_TIMERS=OFF)\n"
 #endif
     );
+}
+
+/* The workload's string option named by a[0..klen), as a NUL-terminated
+ * key (static storage), or NULL. */
+static const char *str_opt(const bench_workload *w, const char *a, size_t klen)
+{
+    static char keys[4][32];
+    for (int k = 0; k < 4 && w->str_opts[k]; k++) {
+        const char *eq = strchr(w->str_opts[k], '=');
+        size_t len = eq ? (size_t)(eq - w->str_opts[k]) : strlen(w->str_opts[k]);
+        if (len == klen && len < sizeof keys[k] && strncmp(a, w->str_opts[k], klen) == 0) {
+            memcpy(keys[k], a, klen);
+            keys[k][klen] = '\0';
+            return keys[k];
+        }
+    }
+    return NULL;
 }
 
 static bool parse_int(const char *s, int64_t *out)
@@ -141,13 +163,14 @@ int main(int argc, char **argv)
             continue;
         }
         int found = -1;
+        const char *sopt;
         for (int k = 0; k < nkeys; k++)
             if (strlen(w->keys[k].key) == klen && strncmp(a, w->keys[k].key, klen) == 0)
                 found = k;
         if (found >= 0 && is_int) {
             b.val[found] = v;
-        } else if (found < 0 && b.nstr < 4 && strncmp(a, "stop", klen) == 0 && klen == 4) {
-            b.str_key[b.nstr] = "stop";
+        } else if (found < 0 && b.nstr < 4 && (sopt = str_opt(w, a, klen)) != NULL) {
+            b.str_key[b.nstr] = sopt;
             b.str_val[b.nstr++] = eq + 1;
         } else {
             fprintf(stderr, "gsbench: workload %s has no parameter '%.*s' (or its value is not a number)\n",

@@ -21,7 +21,7 @@ import math
 import sys
 
 ORDER = ["call_rtt", "cast_fanin", "cast_fanin_threads", "ring", "ring_multi",
-         "pingpong", "spawn", "timers", "call_timeout"]
+         "pingpong", "spawn", "timers", "call_timeout", "server_call"]
 OURS = "genserver"
 
 
@@ -51,7 +51,7 @@ def figure(r):
 def unit(w):
     return {"call_rtt": "calls/s", "ring": "hops/s", "ring_multi": "hops/s",
             "pingpong": "msgs/s", "spawn": "spawns/s", "timers": "timers/s",
-            "call_timeout": "calls/s"}.get(w, "msgs/s")
+            "call_timeout": "calls/s", "server_call": "calls/s"}.get(w, "msgs/s")
 
 
 def cell(r, runs, failed=()):
@@ -67,6 +67,12 @@ def cell(r, runs, failed=()):
     if "p50_ns" in r:
         label = {"timers": "lateness ", "call_timeout": "timeout lateness "}.get(w, "")
         parts.append(f"{label}p50 {dur(r['p50_ns'])}, p99 {dur(r['p99_ns'])}")
+    if w == "server_call" and "call_rtt_ns" in r:
+        parts.append(f"hot round trip {dur(r['call_rtt_ns'])} (casts {dur(r['cast_rtt_ns'])}); "
+                     f"cast round trips {si(r['cast_rtt_per_sec'])}/s, suspension cost "
+                     f"{r['suspension_cost']:.2f}x")
+    if w == "call_timeout" and "callers_are" in r:
+        parts.append(f"callers: {r['callers_are']}")
     if "bytes_per_server" in r:
         parts.append(f"{r['bytes_per_server']:.0f} B/server")
     if runs > 1:

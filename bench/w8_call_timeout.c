@@ -5,17 +5,25 @@
  * itself for 50 ms and returns GS_NOREPLY; handle_info then gs_reply's.
  * A `fast` call is answered at once with the caller's id.
  *
- * c callers, each a pthread outside the runtime (a gs_call made inside a
- * callback holds its worker until the reply, so c = 1000 server callers
- * would need 1000 workers): released together, each calls `slow` with a
- * 10 ms timeout, then `fast` with a 1000 ms timeout.
+ * c callers, released together, each call `slow` with a 10 ms timeout,
+ * then `fast` with a 1000 ms timeout. callers=servers (the default): each
+ * caller is a server; the main thread casts `go` to every one, and its
+ * handle_cast makes both calls (a gs_call from a callback suspends the
+ * caller, not its worker: the timeout comes from the runtime's timer
+ * wheel) and casts its results to a collector server, which answers the
+ * main thread's deferred `wait` call once all c have reported. The times
+ * are taken inside the callback, around the slow call. callers=threads:
+ * each caller is a pthread outside the runtime (futex deadlines), the
+ * variant from before in-server calls could suspend.
  *
  * Check: every slow call fails with GS_ETIMEDOUT after >= 10 ms and
  * before 50 ms; every fast call succeeds with its own id; the server's
  * late gs_reply of every slow call finds no caller (GS_ENOENT: a reply
  * that reached somebody would be a stray); no caller's slow-call buffer is
- * ever written, even after its thread has gone on. Lateness is the time of
- * the timeout error minus the call's deadline. ops = 2 * c.
+ * ever written, even after its thread (or callback) has gone on; with
+ * server callers, no call held its worker (gs_runtime_stats calls_blocked
+ * does not grow). Lateness is the time of the timeout error minus the
+ * call's deadline. ops = 2 * c.
  */
 #include <limits.h>
 #include <linux/futex.h>
@@ -28,7 +36,7 @@
 
 #include "bench.h"
 
-enum { W8_SLOW = 1, W8_FAST, W8_LATER, W8_COUNT };
+enum { W8_SLOW = 1, W8_FAST, W8_LATER, W8_COUNT, W8_GO, W8_RESULT, W8_WAIT, W8_HOLD, W8_WARM };
 #define SLOW_DELAY_MS 50
 #define SLOW_TIMEOUT_MS 10
 #define FAST_TIMEOUT_MS 1000
@@ -45,7 +53,14 @@ typedef struct later {
 
 typedef struct slow_state {
     int64_t answered, strays, timer_errors;
+    gs_from *held; /* `hold` calls (the warm-up), answered all at once */
+    int64_t nheld;
 } slow_state;
+
+static void slow_terminate(gs_ctx *ctx, void *state, int reason)
+{
+    free(((slow_state *)state)->held);
+}
 
 static int slow_call(gs_ctx *ctx, void *state, const gs_msg *m, gs_from from)
 {
@@ -59,6 +74,18 @@ static int slow_call(gs_ctx *ctx, void *state, const gs_msg *m, gs_from from)
             answer a = {0, id};
             gs_reply(rt, from, &a, sizeof a);
             return GS_OK;
+        }
+        return GS_NOREPLY;
+    }
+    if (m->tag == W8_HOLD) {
+        /* id is the number of hold calls to gather before answering any */
+        if (s->held == NULL && (s->held = calloc((size_t)(id > 0 ? id : 1), sizeof *s->held)) == NULL)
+            return GS_ENOMEM;
+        s->held[s->nheld++] = from;
+        if (s->nheld >= id) {
+            for (int64_t i = 0; i < s->nheld; i++)
+                gs_reply(rt, s->held[i], NULL, 0);
+            s->nheld = 0;
         }
         return GS_NOREPLY;
     }
@@ -92,18 +119,201 @@ static const gs_server_ops slow_ops = {
     .state_size = sizeof(slow_state),
     .handle_call = slow_call,
     .handle_info = slow_info,
+    .terminate = slow_terminate,
 };
 
+/* One caller's record, in an array the main thread reads at the end. */
 typedef struct caller {
     pthread_t th;
     gs_runtime *rt;
     gs_pid srv;
     int64_t id;
     int slow_rc, fast_rc;
+    int64_t t0;      /* when the slow call was made */
     int64_t slow_ns; /* from the slow call to its error */
     answer slow_buf; /* must stay SENTINEL: the late reply is dropped */
     answer fast_buf;
 } caller;
+
+/* ---- callers=servers -------------------------------------------------- */
+
+/* What a caller server reports to the collector. */
+typedef struct result {
+    int64_t id, t0, slow_ns;
+    int slow_rc, fast_rc;
+    answer fast;
+} result;
+
+typedef struct collector_state {
+    caller *cs;
+    int64_t n, got, bad_ids, target;
+    bool waiting;
+    gs_from waiter;
+} collector_state;
+
+typedef struct collector_arg {
+    caller *cs;
+    int64_t n;
+} collector_arg;
+
+static int collector_init(gs_ctx *ctx, void *state, const void *arg)
+{
+    collector_state *s = state;
+    const collector_arg *a = arg;
+    s->cs = a->cs;
+    s->n = a->n;
+    return GS_OK;
+}
+
+static void collector_answer(gs_ctx *ctx, collector_state *s)
+{
+    if (s->waiting && s->got >= s->target) {
+        s->waiting = false;
+        int64_t r[2] = {s->got, s->bad_ids};
+        gs_reply(gs_ctx_runtime(ctx), s->waiter, r, sizeof r);
+    }
+}
+
+static int collector_cast(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    collector_state *s = state;
+    if (m->tag != W8_RESULT || m->len != sizeof(result))
+        return GS_OK;
+    result r;
+    memcpy(&r, m->data, sizeof r);
+    if (r.id < 0 || r.id >= s->n || s->cs[r.id].fast_rc != 1) {
+        s->bad_ids++; /* unknown id, or a second report */
+    } else {
+        caller *c = &s->cs[r.id];
+        c->slow_rc = r.slow_rc;
+        c->t0 = r.t0;
+        c->slow_ns = r.slow_ns;
+        c->fast_rc = r.fast_rc;
+        c->fast_buf = r.fast;
+    }
+    s->got++;
+    collector_answer(ctx, s);
+    return GS_OK;
+}
+
+static int collector_call(gs_ctx *ctx, void *state, const gs_msg *m, gs_from from)
+{
+    collector_state *s = state;
+    if (m->tag != W8_WAIT || m->len != sizeof(int64_t)) {
+        gs_reply(gs_ctx_runtime(ctx), from, NULL, 0);
+        return GS_OK;
+    }
+    s->target = *(const int64_t *)m->data;
+    s->waiter = from;
+    s->waiting = true;
+    collector_answer(ctx, s);
+    return GS_NOREPLY;
+}
+
+static const gs_server_ops collector_ops = {
+    .name = "w8_collector",
+    .state_size = sizeof(collector_state),
+    .init = collector_init,
+    .handle_cast = collector_cast,
+    .handle_call = collector_call,
+};
+
+typedef struct caller_srv_state {
+    caller *c;
+    gs_pid collector, latch;
+} caller_srv_state;
+
+typedef struct caller_srv_arg {
+    caller *c;
+    gs_pid collector, latch;
+} caller_srv_arg;
+
+static int caller_srv_init(gs_ctx *ctx, void *state, const void *arg)
+{
+    caller_srv_state *s = state;
+    const caller_srv_arg *a = arg;
+    s->c = a->c;
+    s->collector = a->collector;
+    s->latch = a->latch;
+    return GS_OK;
+}
+
+static int caller_srv_cast(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    caller_srv_state *s = state;
+    caller *c = s->c;
+    gs_runtime *rt = gs_ctx_runtime(ctx);
+    if (m->tag == W8_WARM && m->len == sizeof(int64_t)) {
+        /* suspended in a `hold` until all callers are: every one holds a
+         * fiber stack at the same time, so the pool has them all */
+        int rc = gs_call(rt, c->srv, W8_HOLD, m->data, m->len, NULL, 0, NULL, 10000);
+        return bench_latch_arrive(rt, s->latch, rc == GS_OK) == GS_OK ? GS_OK : GS_ENOMEM;
+    }
+    if (m->tag != W8_GO)
+        return GS_OK;
+    result r = {.id = c->id};
+    /* the slow call's reply buffer is the caller record's, which outlives
+     * this callback: a late reply written anywhere would be seen there */
+    int64_t t0 = r.t0 = bench_now_ns();
+    r.slow_rc = gs_call(rt, c->srv, W8_SLOW, &c->id, sizeof c->id, &c->slow_buf, sizeof c->slow_buf, NULL,
+                        SLOW_TIMEOUT_MS);
+    r.slow_ns = bench_now_ns() - t0;
+    r.fast_rc = gs_call(rt, c->srv, W8_FAST, &c->id, sizeof c->id, &r.fast, sizeof r.fast, NULL, FAST_TIMEOUT_MS);
+    return gs_cast(rt, s->collector, W8_RESULT, &r, sizeof r) == GS_OK ? GS_OK : GS_ENOMEM;
+}
+
+static const gs_server_ops caller_srv_ops = {
+    .name = "w8_caller",
+    .state_size = sizeof(caller_srv_state),
+    .init = caller_srv_init,
+    .handle_cast = caller_srv_cast,
+};
+
+/* Starts n caller servers and the collector, warms the fiber-stack pool
+ * if asked (untimed), releases the callers, waits for every report.
+ * Returns the number of callers that ran. */
+static int64_t run_servers(bench *b, caller *cs, int64_t n, bool warm, gs_runtime_stats *st0, int64_t *elapsed)
+{
+    gs_pid collector, latch;
+    collector_arg ca = {cs, n};
+    if (!bench_ok(b, gs_start(b->rt, &collector_ops, &ca, &collector), "gs_start collector") ||
+        !bench_ok(b, bench_latch_start(b, &latch), "gs_start latch"))
+        return 0;
+    gs_pid *pids = calloc((size_t)n, sizeof *pids);
+    if (!bench_expect(b, pids != NULL, "out of memory"))
+        return 0;
+    int64_t started = 0;
+    for (; started < n; started++) {
+        caller_srv_arg a = {&cs[started], collector, latch};
+        cs[started].fast_rc = 1; /* "not reported yet", for the collector */
+        if (!bench_ok(b, gs_start(b->rt, &caller_srv_ops, &a, &pids[started]), "gs_start caller"))
+            break;
+    }
+    if (warm && started == n) {
+        for (int64_t i = 0; i < n; i++)
+            if (!bench_ok(b, gs_cast(b->rt, pids[i], W8_WARM, &n, sizeof n), "gs_cast warm"))
+                return 0;
+        bench_latch_result lr = {0, 0};
+        bench_ok(b, bench_latch_wait(b->rt, latch, n, 20000, &lr), "warm-up");
+        bench_expect(b, lr.sum == n, "warm-up: %lld of %lld hold calls answered", (long long)lr.sum, (long long)n);
+    }
+    gs_runtime_stats_get(b->rt, st0);
+    int64_t start = bench_now_ns();
+    int64_t released = 0;
+    for (; released < started; released++)
+        if (!bench_ok(b, gs_cast(b->rt, pids[released], W8_GO, NULL, 0), "gs_cast go"))
+            break;
+    int64_t r[2] = {0, 0};
+    int rc = gs_call(b->rt, collector, W8_WAIT, &released, sizeof released, r, sizeof r, NULL,
+                     BENCH_COMPLETION_TIMEOUT_MS);
+    *elapsed = bench_now_ns() - start;
+    bench_ok(b, rc, "waiting for the callers' reports");
+    bench_expect(b, r[1] == 0, "%lld reports with a bad or repeated id", (long long)r[1]);
+    free(pids);
+    return released;
+}
+
+/* ---- callers=threads -------------------------------------------------- */
 
 /* One-shot gates on a futex: opening one wakes every waiter at once,
  * without the mutex a condition variable would make 1000 threads queue
@@ -131,7 +341,7 @@ static void *caller_main(void *arg)
 {
     caller *c = arg;
     gate_wait(&start_gate);
-    int64_t t0 = bench_now_ns();
+    int64_t t0 = c->t0 = bench_now_ns();
     c->slow_rc = gs_call(c->rt, c->srv, W8_SLOW, &c->id, sizeof c->id, &c->slow_buf, sizeof c->slow_buf, NULL,
                          SLOW_TIMEOUT_MS);
     c->slow_ns = bench_now_ns() - t0;
@@ -143,31 +353,15 @@ static void *caller_main(void *arg)
     return NULL;
 }
 
-void w8_call_timeout(bench *b)
+static int64_t run_threads(bench *b, caller *cs, int64_t n, int64_t *elapsed)
 {
-    int64_t n = bench_param(b, "c");
-    if (!bench_expect(b, n > 0 && n <= 100000, "need 0 < c <= 100000"))
-        return;
-    gs_pid srv;
-    if (!bench_ok(b, gs_start(b->rt, &slow_ops, NULL, &srv), "gs_start"))
-        return;
-    caller *cs = calloc((size_t)n, sizeof *cs);
-    int64_t *late = calloc((size_t)n, sizeof *late);
-    if (!bench_expect(b, cs && late, "out of memory"))
-        goto out;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 256 * 1024);
     int64_t started = 0;
-    for (; started < n; started++) {
-        caller *c = &cs[started];
-        c->rt = b->rt;
-        c->srv = srv;
-        c->id = started;
-        c->slow_buf.fast = c->slow_buf.id = SENTINEL;
-        if (pthread_create(&c->th, &attr, caller_main, c) != 0)
+    for (; started < n; started++)
+        if (pthread_create(&cs[started].th, &attr, caller_main, &cs[started]) != 0)
             break;
-    }
     pthread_attr_destroy(&attr);
     bench_expect(b, started == n, "only %lld of %lld caller threads started", (long long)started, (long long)n);
 
@@ -176,23 +370,59 @@ void w8_call_timeout(bench *b)
     gate_open(&start_gate);
     if (started > 0)
         gate_wait(&all_done);
-    int64_t elapsed = bench_now_ns() - start;
+    *elapsed = bench_now_ns() - start;
     gate_open(&leave_gate);
     for (int64_t i = 0; i < started; i++)
         pthread_join(cs[i].th, NULL);
+    return started;
+}
+
+void w8_call_timeout(bench *b)
+{
+    int64_t n = bench_param(b, "c");
+    bool warm = bench_param(b, "warm") != 0;
+    const char *how = bench_param_str(b, "callers", "servers");
+    bool servers = strcmp(how, "servers") == 0;
+    if (!bench_expect(b, servers || strcmp(how, "threads") == 0, "callers=%s: want servers or threads", how) ||
+        !bench_expect(b, n > 0 && n <= 100000, "need 0 < c <= 100000"))
+        return;
+    gs_pid srv;
+    if (!bench_ok(b, gs_start(b->rt, &slow_ops, NULL, &srv), "gs_start"))
+        return;
+    caller *cs = calloc((size_t)n, sizeof *cs);
+    int64_t *late = calloc((size_t)n, sizeof *late);
+    if (!bench_expect(b, cs && late, "out of memory"))
+        goto out;
+    for (int64_t i = 0; i < n; i++) {
+        caller *c = &cs[i];
+        c->rt = b->rt;
+        c->srv = srv;
+        c->id = i;
+        c->slow_buf.fast = c->slow_buf.id = SENTINEL;
+    }
+
+    gs_runtime_stats st0, st1;
+    gs_runtime_stats_get(b->rt, &st0); /* run_servers takes it again after its warm-up */
+    int64_t elapsed = 0;
+    int64_t ran = servers ? run_servers(b, cs, n, warm, &st0, &elapsed) : run_threads(b, cs, n, &elapsed);
+    gs_runtime_stats_get(b->rt, &st1);
 
     /* the server must really have answered every slow call, late */
     int64_t r[3] = {0, 0, 0};
     for (int64_t t0 = bench_now_ns(); bench_now_ns() - t0 < 5000000000ll; bench_sleep_ms(5)) {
-        if (gs_call(b->rt, srv, W8_COUNT, NULL, 0, r, sizeof r, NULL, 1000) == GS_OK && r[0] >= started)
+        if (gs_call(b->rt, srv, W8_COUNT, NULL, 0, r, sizeof r, NULL, 1000) == GS_OK && r[0] >= ran)
             break;
     }
     bench_sleep_ms(10); /* any write into a caller's slow buffer would have happened by now */
 
     int64_t timed_out = 0, in_window = 0, fast_ok = 0, written = 0, nlate = 0;
+    int64_t first_t0 = INT64_MAX, last_t0 = INT64_MIN, last_end = INT64_MIN;
     int other_rc = GS_OK;
-    for (int64_t i = 0; i < started; i++) {
+    for (int64_t i = 0; i < ran; i++) {
         caller *c = &cs[i];
+        first_t0 = c->t0 < first_t0 ? c->t0 : first_t0;
+        last_t0 = c->t0 > last_t0 ? c->t0 : last_t0;
+        last_end = c->t0 + c->slow_ns > last_end ? c->t0 + c->slow_ns : last_end;
         if (c->slow_rc == GS_ETIMEDOUT) {
             timed_out++;
             late[nlate++] = c->slow_ns - SLOW_TIMEOUT_MS * 1000000ll;
@@ -208,11 +438,19 @@ void w8_call_timeout(bench *b)
     }
     bench_rate(b, 2 * n, elapsed);
     bench_set_int(b, "callers", n);
-    bench_set_str(b, "callers_are", "threads");
+    bench_set_str(b, "callers_are", servers ? "servers" : "threads");
+    bench_set_int(b, "warm", servers && warm);
     bench_latencies(b, late, (size_t)nlate);
     bench_set_int(b, "min_ns", nlate ? late[0] : 0); /* sorted now; negative: early */
+    /* how spread out the slow calls were, and when the last one ended,
+     * from the first one's start: the lateness is partly queueing when
+     * the deadlines fall close together */
+    bench_set_int(b, "start_spread_ns", ran ? last_t0 - first_t0 : 0);
+    bench_set_int(b, "last_timeout_ns", ran ? last_end - first_t0 : 0);
     bench_set_int(b, "late_replies", r[0]);
     bench_set_int(b, "stray_replies", r[1]);
+    bench_set_int(b, "calls_suspended", (int64_t)(st1.calls_suspended - st0.calls_suspended));
+    bench_set_int(b, "calls_blocked", (int64_t)(st1.calls_blocked - st0.calls_blocked));
     bench_expect(b, timed_out == n, "%lld slow calls timed out, want %lld (another result: %s)", (long long)timed_out,
                  (long long)n, gs_strerror(other_rc));
     bench_expect(b, in_window == timed_out, "%lld timeouts outside [10 ms, 50 ms)", (long long)(timed_out - in_window));
@@ -221,6 +459,9 @@ void w8_call_timeout(bench *b)
     bench_expect(b, r[1] == 0, "%lld late replies reached a caller", (long long)r[1]);
     bench_expect(b, r[2] == 0, "%lld gs_send_after failed in the server", (long long)r[2]);
     bench_expect(b, written == 0, "%lld slow-call buffers were written after the timeout", (long long)written);
+    if (servers)
+        bench_expect(b, st1.calls_blocked == st0.calls_blocked, "%llu calls held their worker (no fiber stack)",
+                     (unsigned long long)(st1.calls_blocked - st0.calls_blocked));
 out:
     free(cs);
     free(late);

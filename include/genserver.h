@@ -172,11 +172,45 @@ int gs_runtime_stats_get(gs_runtime *rt, gs_runtime_stats *out);
  * GS_ELIMIT (GS_MAX_SERVERS alive) or GS_ESHUTDOWN. */
 int gs_start(gs_runtime *rt, const gs_server_ops *ops, const void *arg, gs_pid *out);
 
+/* Options for gs_start_opts. Zero-initialise, then set what you need. */
+enum { GS_OVERFLOW_REJECT = 0, GS_OVERFLOW_DROP_OLDEST = 1 };
+typedef struct gs_start_opts {
+    size_t mailbox_max; /* 0: unbounded (as gs_start). Otherwise casts, calls, requests and timer
+                           messages beyond this many waiting are refused (GS_OVERFLOW_REJECT: the
+                           send returns GS_EAGAIN; a timer's message is dropped) or make room
+                           (GS_OVERFLOW_DROP_OLDEST: the oldest waiting casts and timer messages
+                           are dropped when the server next takes a message, and counted; memory
+                           is then bounded by mailbox_max plus what arrives during one turn).
+                           Stop requests and runtime messages are never refused. */
+    int overflow;       /* GS_OVERFLOW_REJECT or GS_OVERFLOW_DROP_OLDEST */
+    int stats;          /* non-zero: keep the handled count, the mailbox high-water mark and the
+                           time spent in callbacks (two clock reads per scheduling turn) */
+} gs_start_opts;
+
+/* As gs_start, with options (NULL: as gs_start). GS_EINVAL for an unknown
+ * overflow policy. */
+int gs_start_with(gs_runtime *rt, const gs_server_ops *ops, const void *arg, const gs_start_opts *opts,
+                  gs_pid *out);
+
+/* A server's load, read in O(1) from any thread. */
+typedef struct gs_server_info {
+    size_t mailbox_len;   /* messages waiting (including those of the turn running now) */
+    size_t mailbox_max;   /* its bound, 0 if unbounded */
+    uint64_t refused;     /* sends refused with GS_EAGAIN (or timer messages dropped) */
+    uint64_t dropped;     /* messages dropped by GS_OVERFLOW_DROP_OLDEST */
+    uint64_t handled;     /* messages taken by the server      } only with */
+    uint64_t mailbox_hwm; /* highest mailbox_len seen at a turn } gs_start_opts */
+    uint64_t callback_ns; /* time spent in its turns            } .stats; else 0 */
+} gs_server_info;
+
+/* GS_OK, GS_ENOPROC, GS_EINVAL (NULL argument). */
+int gs_server_info_get(gs_runtime *rt, gs_pid pid, gs_server_info *out);
+
 /* Queues an asynchronous message for handle_cast and returns at once.
  * Messages from one sender to one server are handled in the order sent.
  * Returns GS_OK, GS_ENOPROC (no live server `to`), GS_EINVAL (rt NULL,
- * data NULL with len > 0, a runtime tag), GS_EMSGSIZE (len > GS_MSG_MAX)
- * or GS_ENOMEM. */
+ * data NULL with len > 0, a runtime tag), GS_EMSGSIZE (len > GS_MSG_MAX),
+ * GS_EAGAIN (a bounded mailbox is full, see gs_start_opts) or GS_ENOMEM. */
 int gs_cast(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len);
 
 /* Sends a request to handle_call and waits for the reply, at most

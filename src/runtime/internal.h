@@ -76,7 +76,8 @@ typedef struct msg {
 #define CTL_OPEN (UINT64_C(1) << 31)      /* accepts every message */
 #define CTL_STOPPABLE (UINT64_C(1) << 30) /* accepts stop requests (also while terminating) */
 #define CTL_KILLED (UINT64_C(1) << 29)    /* gs_kill: leave after the current callback */
-#define CTL_REFS_MASK (CTL_KILLED - 1)
+#define CTL_OPTS (UINT64_C(1) << 28)      /* started with gs_start_opts: p->extra->opts is set and stable */
+#define CTL_REFS_MASK (CTL_OPTS - 1)
 
 typedef struct pending_calls {
     uint32_t count, cap;
@@ -86,7 +87,19 @@ typedef struct pending_calls {
 struct timer_rec;
 
 /* What few servers need, allocated on first use (owner only). */
+/* What gs_start_opts asked for, and the statistics it keeps. Allocated
+ * before the server opens and never moved while it lives, so senders and
+ * gs_server_info_get may read it (they hold a reference on the slot). */
+typedef struct proc_opts {
+    size_t mailbox_max; /* 0: unbounded */
+    int overflow;       /* GS_OVERFLOW_* */
+    bool stats;
+    _Atomic uint64_t refused, dropped; /* by senders / by the owner */
+    _Atomic uint64_t handled, hwm, callback_ns; /* written by the owner */
+} proc_opts;
+
 typedef struct proc_extra {
+    proc_opts *opts; /* NULL unless started with gs_start_opts */
     pending_calls *deferred;     /* calls answered later (GS_NOREPLY) */
     pending_calls *stop_waiters; /* gs_stop callers waiting for the end */
     int idle_ms;                 /* 0: no idle timeout */
@@ -111,7 +124,7 @@ typedef struct proc {
     /* --- owner: the thread running the proc's callbacks --- */
     const gs_server_ops *ops;
     void *state;
-    gs_runtime *rt;
+    _Atomic uint64_t enqueued; /* senders: messages pushed so far (mailbox length = enqueued - dequeued) */
     gs_pid pid;
     uint32_t last_tag;
     int exit_reason;
@@ -206,6 +219,14 @@ struct gs_runtime {
     void *log_user;
 };
 
+/* The runtime of a server: from its pid's tag (keeps a proc in two cache
+ * lines). runtime.c fills the table when runtimes start and stop. */
+extern gs_runtime *runtime_by_tag[GS_MAX_RUNTIMES + 1];
+static inline gs_runtime *proc_rt(const proc *p)
+{
+    return runtime_by_tag[pid_tag(p->pid)];
+}
+
 /* ---- thread-local context ---------------------------------------------- */
 /* Both are read again after every fiber switch (a callback may resume on
  * another thread): the accessors are not inlined so that no compiler
@@ -221,8 +242,9 @@ void set_current_proc(proc *p) __attribute__((noinline));
 int proc_table_alloc(gs_runtime *rt, proc **out);
 void proc_table_free(gs_runtime *rt, proc *p);
 int proc_acquire(gs_runtime *rt, gs_pid pid, uint64_t need, proc **out);
+int proc_acquire_word(gs_runtime *rt, gs_pid pid, uint64_t need, proc **out, uint64_t *word);
 void proc_release(proc *p);
-void proc_open(proc *p);
+void proc_open(proc *p, uint64_t extra_bits);
 void proc_close_begin(proc *p);
 void proc_close_end(proc *p);
 int proc_table_init(gs_runtime *rt);

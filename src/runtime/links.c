@@ -73,7 +73,7 @@ int gs_link(gs_ctx *ctx, gs_pid other)
     int rc = links_add(p, other);
     if (rc != GS_OK)
         return rc;
-    rc = send_pid_msg(p->rt, MSG_LINK, other, p->pid);
+    rc = send_pid_msg(proc_rt(p), MSG_LINK, other, p->pid);
     if (rc != GS_OK)
         (void)links_remove(p, other);
     return rc;
@@ -85,7 +85,7 @@ int gs_unlink(gs_ctx *ctx, gs_pid other)
     if (p == NULL)
         return GS_EINVAL;
     if (links_remove(p, other))
-        (void)send_pid_msg(p->rt, MSG_UNLINK, other, p->pid); /* gone already: nothing to undo */
+        (void)send_pid_msg(proc_rt(p), MSG_UNLINK, other, p->pid); /* gone already: nothing to undo */
     return GS_OK;
 }
 
@@ -102,10 +102,10 @@ void links_on_link(proc *p, const msg *m)
     if (links_add(p, from) != GS_OK) {
         /* Cannot hold the link: break it from the other side at once. */
         gs_exit_signal s = {.pid = p->pid, .reason = GS_ENOMEM};
-        msg *e = msg_new(p->rt, MSG_EXIT, GS_TAG_EXIT, &s, sizeof s);
+        msg *e = msg_new(proc_rt(p), MSG_EXIT, GS_TAG_EXIT, &s, sizeof s);
         if (e != NULL) {
             e->sender = p->pid;
-            (void)msg_send(p->rt, from, e);
+            (void)msg_send(proc_rt(p), from, e);
         }
     }
 }
@@ -139,13 +139,13 @@ void links_fire_all(proc *p, int reason)
         return;
     for (uint32_t i = 0; i < x->nlinks; i++) {
         gs_exit_signal s = {.pid = p->pid, .reason = reason};
-        msg *e = msg_new(p->rt, MSG_EXIT, GS_TAG_EXIT, &s, sizeof s);
+        msg *e = msg_new(proc_rt(p), MSG_EXIT, GS_TAG_EXIT, &s, sizeof s);
         if (e == NULL) {
-            log_write(p->rt, GS_LOG_ERROR, "exit signal lost: out of memory");
+            log_write(proc_rt(p), GS_LOG_ERROR, "exit signal lost: out of memory");
             continue;
         }
         e->sender = p->pid;
-        (void)msg_send(p->rt, x->links[i], e); /* a dead receiver needs no signal */
+        (void)msg_send(proc_rt(p), x->links[i], e); /* a dead receiver needs no signal */
     }
     free(x->links);
     x->links = NULL;

@@ -23,7 +23,7 @@ msg *msg_alloc(gs_runtime *rt, uint8_t kind, uint32_t tag, size_t len)
     m->kind = kind;
     m->reason = 0;
     proc *cur = current_proc();
-    m->sender = (cur != NULL && cur->rt == rt) ? cur->pid : GS_NOPID;
+    m->sender = (cur != NULL && proc_rt(cur) == rt) ? cur->pid : GS_NOPID;
     m->ticket = TICKET_NONE;
     m->len = len;
     return m;
@@ -39,29 +39,51 @@ msg *msg_new(gs_runtime *rt, uint8_t kind, uint32_t tag, const void *data, size_
     return m;
 }
 
-/* Pushes m to p, on which the caller holds a reference, drops the
- * reference and schedules p if its mailbox was idle. */
-static void deliver(gs_runtime *rt, proc *p, msg *m)
+/* Whether a message of this kind counts against a mailbox bound. Stop
+ * requests and runtime bookkeeping are never refused. */
+static bool bounded_kind(uint8_t kind)
 {
+    return kind == MSG_CAST || kind == MSG_CALL || kind == MSG_INFO;
+}
+
+/* Pushes m to p, on which the caller holds a reference (ctl word w),
+ * drops the reference and schedules p if its mailbox was idle. A full
+ * bounded mailbox with GS_OVERFLOW_REJECT refuses m (freed): GS_EAGAIN. */
+static int deliver(gs_runtime *rt, proc *p, uint64_t w, msg *m)
+{
+    /* relaxed: a counter; the owner subtracts what each turn consumed. */
+    uint64_t waiting = atomic_fetch_add_explicit(&p->enqueued, 1, memory_order_relaxed);
+    if (w & CTL_OPTS) {
+        proc_opts *o = p->extra->opts; /* stable while we hold the reference */
+        if (o->mailbox_max != 0 && o->overflow == GS_OVERFLOW_REJECT && waiting >= o->mailbox_max &&
+            bounded_kind(m->kind)) {
+            atomic_fetch_sub_explicit(&p->enqueued, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&o->refused, 1, memory_order_relaxed);
+            proc_release(p);
+            free(m);
+            return GS_EAGAIN;
+        }
+    }
     bool was_idle = mailbox_push(&p->mb, &m->node);
     proc_release(p);
     /* Only we can schedule an idle server, and only a running server can
      * close, so p stays valid until it is on a run queue. */
     if (was_idle)
         scheduler_make_runnable(rt, p);
+    return GS_OK;
 }
 
 int msg_send(gs_runtime *rt, gs_pid to, msg *m)
 {
     proc *p;
+    uint64_t w;
     /* Stop requests also reach a server that is already terminating. */
-    int rc = proc_acquire(rt, to, m->kind == MSG_STOP ? CTL_STOPPABLE : CTL_OPEN, &p);
+    int rc = proc_acquire_word(rt, to, m->kind == MSG_STOP ? CTL_STOPPABLE : CTL_OPEN, &p, &w);
     if (rc != GS_OK) {
         free(m);
         return rc;
     }
-    deliver(rt, p, m);
-    return GS_OK;
+    return deliver(rt, p, w, m);
 }
 
 int timeout_to_deadline(int timeout_ms, uint64_t *deadline_ns)
@@ -90,7 +112,7 @@ int msg_check_payload(gs_runtime *rt, uint32_t tag, const void *data, size_t len
 proc *msg_current_server(gs_runtime *rt)
 {
     proc *p = current_proc();
-    return p != NULL && p->rt == rt ? p : NULL;
+    return p != NULL && proc_rt(p) == rt ? p : NULL;
 }
 
 int gs_cast(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len)
@@ -261,7 +283,8 @@ int gs_kill(gs_runtime *rt, gs_pid pid)
     if (m == NULL)
         return GS_ENOMEM;
     proc *p;
-    int rc = proc_acquire(rt, pid, CTL_OPEN, &p);
+    uint64_t w;
+    int rc = proc_acquire_word(rt, pid, CTL_OPEN, &p, &w);
     if (rc != GS_OK) {
         free(m);
         return rc;
@@ -269,6 +292,30 @@ int gs_kill(gs_runtime *rt, gs_pid pid)
     /* The flag stops the server before its next callback, whatever is
      * queued; the message wakes it if it is idle. */
     atomic_fetch_or_explicit(&p->ctl, CTL_KILLED, memory_order_release);
-    deliver(rt, p, m);
+    return deliver(rt, p, w, m);
+}
+
+int gs_server_info_get(gs_runtime *rt, gs_pid pid, gs_server_info *out)
+{
+    if (rt == NULL || out == NULL)
+        return GS_EINVAL;
+    proc *p;
+    uint64_t w;
+    int rc = proc_acquire_word(rt, pid, CTL_OPEN, &p, &w);
+    if (rc != GS_OK)
+        return rc;
+    memset(out, 0, sizeof *out);
+    int64_t len = (int64_t)atomic_load_explicit(&p->enqueued, memory_order_relaxed);
+    out->mailbox_len = len > 0 ? (size_t)len : 0;
+    if (w & CTL_OPTS) {
+        proc_opts *o = p->extra->opts;
+        out->mailbox_max = o->mailbox_max;
+        out->refused = atomic_load_explicit(&o->refused, memory_order_relaxed);
+        out->dropped = atomic_load_explicit(&o->dropped, memory_order_relaxed);
+        out->handled = atomic_load_explicit(&o->handled, memory_order_relaxed);
+        out->mailbox_hwm = atomic_load_explicit(&o->hwm, memory_order_relaxed);
+        out->callback_ns = atomic_load_explicit(&o->callback_ns, memory_order_relaxed);
+    }
+    proc_release(p);
     return GS_OK;
 }

@@ -215,16 +215,16 @@ void monitors_on_monitor(proc *p, const msg *m)
     gs_ref ref;
     memcpy(&ref, m->data, sizeof ref);
     uint64_t w;
-    mon_rec *r = rec_of(p->rt, ref, &w);
+    mon_rec *r = rec_of(proc_rt(p), ref, &w);
     if (r == NULL)
         return;
     if ((w & 3) == MON_DEMONITORED) {
-        rec_free(p->rt, r); /* removed before we ever saw it */
+        rec_free(proc_rt(p), r); /* removed before we ever saw it */
         return;
     }
     proc_extra *x = proc_extra_get(p);
     if (x == NULL) {
-        fire(p->rt, r, GS_ENOMEM); /* cannot keep it: tell the watcher now */
+        fire(proc_rt(p), r, GS_ENOMEM); /* cannot keep it: tell the watcher now */
         return;
     }
     list_add(x, r);
@@ -235,11 +235,11 @@ void monitors_on_demonitor(proc *p, const msg *m)
     gs_ref ref;
     memcpy(&ref, m->data, sizeof ref);
     uint64_t w;
-    mon_rec *r = rec_of(p->rt, ref, &w);
+    mon_rec *r = rec_of(proc_rt(p), ref, &w);
     if (r == NULL || !r->in_list || (w & 3) != MON_DEMONITORED || p->extra == NULL)
         return;
     list_remove(p->extra, r);
-    rec_free(p->rt, r);
+    rec_free(proc_rt(p), r);
 }
 
 /* Watcher side: takes the record of a DOWN. True if it must be delivered. */
@@ -247,14 +247,14 @@ bool monitors_on_down(proc *p, const msg *m)
 {
     gs_down d;
     memcpy(&d, m->data, sizeof d);
-    mon_rec *r = pool_at(&p->rt->monitors, pid_index(d.ref));
+    mon_rec *r = pool_at(&proc_rt(p)->monitors, pid_index(d.ref));
     uint64_t gen = pid_gen(d.ref);
     uint64_t expected = mon_word(gen, MON_FIRED);
     bool deliver = atomic_compare_exchange_strong_explicit(&r->state, &expected, mon_word(gen, MON_FREE),
                                                            memory_order_acq_rel, memory_order_relaxed);
     /* Either way the record is ours to free (FIRED or DEMONITORED after). */
     atomic_store_explicit(&r->state, mon_word(gen, MON_FREE), memory_order_release);
-    pool_free(&p->rt->monitors, r->idx);
+    pool_free(&proc_rt(p)->monitors, r->idx);
     return deliver;
 }
 
@@ -278,7 +278,7 @@ void monitors_fire_all(proc *p, int reason)
     while (r != NULL) {
         mon_rec *next = r->next;
         r->in_list = false;
-        fire(p->rt, r, reason);
+        fire(proc_rt(p), r, reason);
         r = next;
     }
 }

@@ -64,16 +64,16 @@ int proc_table_alloc(gs_runtime *rt, proc **out)
     uint64_t w = atomic_fetch_add_explicit(&p->ctl, UINT64_C(1) << 32, memory_order_relaxed);
     uint32_t gen = (uint32_t)(w >> 32) + 1;
     p->pid = pid_make(gen, rt->tag, idx);
-    p->rt = rt;
+
     *out = p;
     return GS_OK;
 }
 
-void proc_open(proc *p)
+void proc_open(proc *p, uint64_t extra_bits)
 {
-    /* release: the proc's initialisation (mailbox, ops, state) happens
-     * before any sender's acquire increment that sees OPEN. */
-    atomic_fetch_or_explicit(&p->ctl, CTL_OPEN | CTL_STOPPABLE, memory_order_release);
+    /* release: the proc's initialisation (mailbox, ops, state, options)
+     * happens before any sender's acquire increment that sees OPEN. */
+    atomic_fetch_or_explicit(&p->ctl, CTL_OPEN | CTL_STOPPABLE | extra_bits, memory_order_release);
 }
 
 void proc_table_free(gs_runtime *rt, proc *p)
@@ -81,7 +81,7 @@ void proc_table_free(gs_runtime *rt, proc *p)
     pool_free(&rt->procs, pid_index(p->pid));
 }
 
-int proc_acquire(gs_runtime *rt, gs_pid pid, uint64_t need, proc **out)
+int proc_acquire_word(gs_runtime *rt, gs_pid pid, uint64_t need, proc **out, uint64_t *word)
 {
     if (pid_tag(pid) != rt->tag)
         return GS_ENOPROC;
@@ -96,7 +96,14 @@ int proc_acquire(gs_runtime *rt, gs_pid pid, uint64_t need, proc **out)
         return GS_ENOPROC;
     }
     *out = p;
+    if (word != NULL)
+        *word = w;
     return GS_OK;
+}
+
+int proc_acquire(gs_runtime *rt, gs_pid pid, uint64_t need, proc **out)
+{
+    return proc_acquire_word(rt, pid, need, out, NULL);
 }
 
 void proc_release(proc *p)
@@ -115,7 +122,7 @@ void proc_close_begin(proc *p)
 
 void proc_close_end(proc *p)
 {
-    atomic_fetch_and_explicit(&p->ctl, ~(CTL_OPEN | CTL_STOPPABLE | CTL_KILLED), memory_order_acq_rel);
+    atomic_fetch_and_explicit(&p->ctl, ~(CTL_OPEN | CTL_STOPPABLE | CTL_KILLED | CTL_OPTS), memory_order_acq_rel);
     unsigned spins = 0;
     /* acquire: see proc_release. */
     while ((atomic_load_explicit(&p->ctl, memory_order_acquire) & CTL_REFS_MASK) != 0) {

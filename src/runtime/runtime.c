@@ -20,6 +20,7 @@
 static pthread_mutex_t tags_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool tags_used[GS_MAX_RUNTIMES + 1];
 static _Atomic uint64_t runtime_serial;
+gs_runtime *runtime_by_tag[GS_MAX_RUNTIMES + 1];
 
 static uint32_t tag_take(void)
 {
@@ -64,6 +65,7 @@ int gs_runtime_start(gs_runtime **out, const gs_runtime_opts *opts)
         return GS_ELIMIT;
     }
     rt->serial = atomic_fetch_add(&runtime_serial, 1) + 1;
+    runtime_by_tag[rt->tag] = rt; /* before any server exists: published with its pids */
     rt->nworkers = workers;
     atomic_init(&rt->live, 0);
     atomic_init(&rt->opened, 0);
@@ -92,6 +94,7 @@ int gs_runtime_start(gs_runtime **out, const gs_runtime_opts *opts)
             reply_table_destroy(rt);
         proc_table_destroy(rt);
         log_destroy(rt);
+        runtime_by_tag[rt->tag] = NULL;
         tag_give_back(rt->tag);
         free(rt);
         return rc;
@@ -126,7 +129,7 @@ int gs_runtime_stop(gs_runtime *rt)
         return GS_EINVAL;
     worker *w = current_worker();
     proc *cur = current_proc();
-    if ((w != NULL && w->rt == rt) || (cur != NULL && cur->rt == rt))
+    if ((w != NULL && w->rt == rt) || (cur != NULL && proc_rt(cur) == rt))
         return GS_EDEADLK;
     atomic_store_explicit(&rt->stopping, true, memory_order_seq_cst);
     log_write(rt, GS_LOG_INFO, "runtime stopping: %u servers alive, %u workers",
@@ -156,6 +159,7 @@ int gs_runtime_stop(gs_runtime *rt)
     proc_table_destroy(rt);
     reply_table_destroy(rt);
     log_destroy(rt);
+    runtime_by_tag[rt->tag] = NULL;
     tag_give_back(rt->tag);
     free(rt);
     return GS_OK;

@@ -54,7 +54,7 @@ gs_pid gs_self(const gs_ctx *ctx)
 
 gs_runtime *gs_ctx_runtime(const gs_ctx *ctx)
 {
-    return ctx != NULL ? ((const proc *)ctx)->rt : NULL;
+    return ctx != NULL ? proc_rt((const proc *)ctx) : NULL;
 }
 
 /* Appends t to *list (growing it); false if memory ran out. */
@@ -109,10 +109,10 @@ static void remember_unanswered(proc *p, ticket t)
 {
     proc_extra *x = proc_extra_get(p);
     if (x != NULL)
-        deferred_prune(p->rt, x->deferred);
+        deferred_prune(proc_rt(p), x->deferred);
     if (x == NULL || !tickets_add(&x->deferred, t)) {
         /* Out of memory: fail the call now rather than leave it hanging. */
-        (void)reply_slot_complete(p->rt, t, GS_ENOMEM, NULL, 0);
+        (void)reply_slot_complete(proc_rt(p), t, GS_ENOMEM, NULL, 0);
     }
 }
 
@@ -123,7 +123,7 @@ static void add_stop_waiter(proc *p, ticket t)
         return;
     proc_extra *x = proc_extra_get(p);
     if (x == NULL || !tickets_add(&x->stop_waiters, t))
-        (void)reply_slot_complete(p->rt, t, GS_OK, NULL, 0); /* early, but never lost */
+        (void)reply_slot_complete(proc_rt(p), t, GS_OK, NULL, 0); /* early, but never lost */
 }
 
 static void apply_return(proc *p, int rc, const char *callback);
@@ -153,7 +153,7 @@ static void on_idle_check(proc *p, const msg *m)
     }
     if (timers_arm_idle(p, due, &x->idle_timer) != GS_OK) {
         char pidbuf[48];
-        log_write(p->rt, GS_LOG_ERROR, "server '%s' %s: idle timeout dropped: out of memory", server_name(p),
+        log_write(proc_rt(p), GS_LOG_ERROR, "server '%s' %s: idle timeout dropped: out of memory", server_name(p),
                   gs_pid_format(p->pid, pidbuf, sizeof pidbuf));
         x->idle_ms = 0;
     }
@@ -171,7 +171,7 @@ static void apply_return(proc *p, int rc, const char *callback)
     }
     if (rc > 0) {
         char pidbuf[48];
-        log_write(p->rt, GS_LOG_WARNING, "server '%s' %s: %s returned %d, which it may not return",
+        log_write(proc_rt(p), GS_LOG_WARNING, "server '%s' %s: %s returned %d, which it may not return",
                   server_name(p), gs_pid_format(p->pid, pidbuf, sizeof pidbuf), callback, rc);
         rc = GS_EBADRETURN;
     }
@@ -181,7 +181,7 @@ static void apply_return(proc *p, int rc, const char *callback)
 
 static void handle_call(proc *p, msg *m, const gs_msg *gm)
 {
-    gs_runtime *rt = p->rt;
+    gs_runtime *rt = proc_rt(p);
     if (p->ops->handle_call == NULL) {
         char pidbuf[48];
         log_write(rt, GS_LOG_WARNING, "server '%s' %s has no handle_call; call with tag %" PRIu32 " refused",
@@ -225,7 +225,7 @@ static void dispatch(proc *p, msg *m)
         if (ops->handle_cast != NULL)
             apply_return(p, ops->handle_cast(ctx_of(p), p->state, &gm), "handle_cast");
         else
-            log_write(p->rt, GS_LOG_DEBUG, "server '%s': cast with tag %" PRIu32 " dropped (no handle_cast)",
+            log_write(proc_rt(p), GS_LOG_DEBUG, "server '%s': cast with tag %" PRIu32 " dropped (no handle_cast)",
                       server_name(p), m->tag);
         break;
     case MSG_INFO:
@@ -276,7 +276,7 @@ static void settle_message(proc *p, msg *m)
 {
     switch (m->kind) {
     case MSG_CALL:
-        (void)reply_slot_complete(p->rt, m->ticket, GS_ENOPROC, NULL, 0);
+        (void)reply_slot_complete(proc_rt(p), m->ticket, GS_ENOPROC, NULL, 0);
         break;
     case MSG_STOP:
         add_stop_waiter(p, m->ticket);
@@ -294,7 +294,7 @@ static void settle_message(proc *p, msg *m)
         links_on_unlink(p, m);
         break;
     case MSG_DOWN:
-        monitors_drop_down(p->rt, m);
+        monitors_drop_down(proc_rt(p), m);
         break;
     default:
         break;
@@ -320,7 +320,7 @@ static void drain_mailbox(proc *p)
 /* Ends a server: see the top of the file. Must not touch p afterwards. */
 static void proc_dispose(proc *p, bool run_terminate, int reason)
 {
-    gs_runtime *rt = p->rt;
+    gs_runtime *rt = proc_rt(p);
     proc_close_begin(p);
     if (atomic_load_explicit(&p->ctl, memory_order_acquire) & CTL_KILLED)
         run_terminate = false;
@@ -345,6 +345,7 @@ static void proc_dispose(proc *p, bool run_terminate, int reason)
     p->state = NULL;
     if (x != NULL) {
         tickets_complete_all(rt, &x->stop_waiters, GS_OK);
+        free(x->opts);
         free(x->links);
         free(x);
         p->extra = NULL;
@@ -363,11 +364,11 @@ static void server_exit(proc *p)
     int reason = p->exit_reason;
     if (reason == GS_KILLED) {
         char pidbuf[48];
-        log_write(p->rt, GS_LOG_INFO, "server '%s' %s killed: terminate skipped", server_name(p),
+        log_write(proc_rt(p), GS_LOG_INFO, "server '%s' %s killed: terminate skipped", server_name(p),
                   gs_pid_format(p->pid, pidbuf, sizeof pidbuf));
     } else if (reason < 0) {
         char pidbuf[48];
-        log_write(p->rt, GS_LOG_ERROR,
+        log_write(proc_rt(p), GS_LOG_ERROR,
                   "crash report: server '%s' %s exited with reason %d (%s); last message tag %" PRIu32,
                   server_name(p), gs_pid_format(p->pid, pidbuf, sizeof pidbuf), reason, gs_strerror(reason),
                   p->last_tag);
@@ -393,12 +394,48 @@ static void count_messages(unsigned n)
         atomic_fetch_add_explicit(&w->messages, n, memory_order_relaxed);
 }
 
+/* End-of-turn bookkeeping: the mailbox count loses what the turn took
+ * (one atomic per turn, not per message), the statistics gain it. */
+static void end_turn(proc *p, unsigned taken, uint64_t started_ns)
+{
+    count_messages(taken);
+    if (taken > 0)
+        atomic_fetch_sub_explicit(&p->enqueued, taken, memory_order_relaxed);
+    proc_opts *o = p->extra != NULL ? p->extra->opts : NULL;
+    if (o != NULL && o->stats) {
+        atomic_fetch_add_explicit(&o->handled, taken, memory_order_relaxed);
+        atomic_fetch_add_explicit(&o->callback_ns, now_ns() - started_ns, memory_order_relaxed);
+    }
+}
+
+/* GS_OVERFLOW_DROP_OLDEST: whether m (taken as number `taken` in this
+ * turn) is beyond the bound and must be dropped unhandled. */
+static bool drop_oldest(proc *p, const msg *m, unsigned taken)
+{
+    proc_opts *o = p->extra != NULL ? p->extra->opts : NULL;
+    if (o == NULL || o->mailbox_max == 0 || o->overflow != GS_OVERFLOW_DROP_OLDEST ||
+        (m->kind != MSG_CAST && m->kind != MSG_INFO))
+        return false;
+    int64_t waiting = (int64_t)atomic_load_explicit(&p->enqueued, memory_order_relaxed) - (int64_t)taken;
+    if (waiting <= (int64_t)o->mailbox_max)
+        return false;
+    atomic_fetch_add_explicit(&o->dropped, 1, memory_order_relaxed);
+    return true;
+}
+
 bool server_run(proc *p)
 {
     proc *saved = current_proc();
     set_current_proc(p);
     bool again = false;
-    uint64_t turn_ns = 0;
+    uint64_t turn_ns = 0, started_ns = 0;
+    proc_opts *o = p->extra != NULL ? p->extra->opts : NULL;
+    if (o != NULL && o->stats) {
+        started_ns = now_ns();
+        uint64_t len = atomic_load_explicit(&p->enqueued, memory_order_relaxed);
+        if (len > atomic_load_explicit(&o->hwm, memory_order_relaxed))
+            atomic_store_explicit(&o->hwm, len, memory_order_relaxed); /* only the owner writes it */
+    }
     unsigned n;
     for (n = 0;; n++) {
         if (n == SERVER_BATCH) {
@@ -410,20 +447,26 @@ bool server_run(proc *p)
         if (retired != NULL)
             msg_free_node(retired);
         if (node == NULL) {
-            /* Idle if really empty; otherwise a push is half-way: again. */
+            /* Idle if really empty; otherwise a push is half-way: again.
+             * The count goes first: after a successful try_idle, p is not
+             * ours any more. */
+            end_turn(p, n, started_ns);
+            n = 0;
             again = !mailbox_try_idle(&p->mb);
-            break; /* after a successful try_idle, p is not ours any more */
+            break;
         }
         msg *m = (msg *)node;
         if (atomic_load_explicit(&p->ctl, memory_order_relaxed) & CTL_KILLED) {
             p->exiting = true; /* gs_kill: no further callback */
             p->exit_reason = GS_KILLED;
             settle_message(p, m); /* the one just taken counts like the queued ones */
+            count_messages(n);
             server_exit(p);
             set_current_proc(saved);
-            count_messages(n);
             return false;
         }
+        if (drop_oldest(p, m, n))
+            continue;
         if (p->extra != NULL && p->extra->idle_ms != 0 && m->kind != MSG_IDLE) {
             if (turn_ns == 0)
                 turn_ns = now_ns(); /* one clock read per turn, not per message */
@@ -431,20 +474,43 @@ bool server_run(proc *p)
         }
         dispatch(p, m); /* may suspend in a call and resume on another worker */
         if (p->exiting) {
+            count_messages(n + 1);
             server_exit(p);
             set_current_proc(saved);
-            count_messages(n + 1);
             return false;
         }
     }
+    if (n > 0)
+        end_turn(p, n, started_ns);
     set_current_proc(saved);
-    count_messages(n);
     return again;
 }
 
 int gs_start(gs_runtime *rt, const gs_server_ops *ops, const void *arg, gs_pid *out)
 {
+    return gs_start_with(rt, ops, arg, NULL, out);
+}
+
+/* The options' record, in the server's extra (before it opens). */
+static int attach_opts(proc *p, const gs_start_opts *opts)
+{
+    proc_extra *x = proc_extra_get(p);
+    proc_opts *o = x != NULL ? calloc(1, sizeof *o) : NULL;
+    if (o == NULL)
+        return GS_ENOMEM;
+    o->mailbox_max = opts->mailbox_max;
+    o->overflow = opts->overflow;
+    o->stats = opts->stats != 0;
+    x->opts = o;
+    return GS_OK;
+}
+
+int gs_start_with(gs_runtime *rt, const gs_server_ops *ops, const void *arg, const gs_start_opts *opts,
+                  gs_pid *out)
+{
     if (rt == NULL || ops == NULL || ops->state_size > GS_MSG_MAX)
+        return GS_EINVAL;
+    if (opts != NULL && opts->overflow != GS_OVERFLOW_REJECT && opts->overflow != GS_OVERFLOW_DROP_OLDEST)
         return GS_EINVAL;
     /* live first, then stopping: gs_runtime_stop sets stopping first and
      * then waits for live to reach 0, so a start it did not refuse is one
@@ -475,11 +541,20 @@ int gs_start(gs_runtime *rt, const gs_server_ops *ops, const void *arg, gs_pid *
     p->exit_reason = GS_NORMAL;
     p->current_call = TICKET_NONE;
     p->extra = NULL;
+    atomic_store_explicit(&p->enqueued, 0, memory_order_relaxed);
     atomic_store_explicit(&p->has_timers, false, memory_order_relaxed);
+    if (opts != NULL && (rc = attach_opts(p, opts)) != GS_OK) {
+        free(p->extra);
+        p->extra = NULL;
+        free(state);
+        proc_table_free(rt, p);
+        atomic_fetch_sub_explicit(&rt->live, 1, memory_order_seq_cst);
+        return rc;
+    }
     /* p->timers belongs to the timer thread: it may still hold timers of
      * the slot's previous server, waiting for their purge. */
     mailbox_init(&p->mb); /* starts "scheduled": nothing runs it during init */
-    proc_open(p);
+    proc_open(p, opts != NULL ? CTL_OPTS : 0);
     atomic_fetch_add_explicit(&rt->opened, 1, memory_order_seq_cst);
     gs_pid pid = p->pid;
 

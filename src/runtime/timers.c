@@ -273,11 +273,11 @@ int timers_arm_idle(proc *p, uint64_t deadline_ns, gs_timer *out)
     /* The message names the arming (idle_seq): a check that was already
      * queued when the timeout changed is recognised as stale. */
     uint64_t seq = ++p->extra->idle_seq;
-    msg *m = msg_new(p->rt, MSG_IDLE, GS_TAG_TIMEOUT, &seq, sizeof seq);
+    msg *m = msg_new(proc_rt(p), MSG_IDLE, GS_TAG_TIMEOUT, &seq, sizeof seq);
     if (m == NULL)
         return GS_ENOMEM;
     m->sender = GS_NOPID;
-    int rc = arm_send(p->rt, p, m, deadline_ns, out);
+    int rc = arm_send(proc_rt(p), p, m, deadline_ns, out);
     if (rc != GS_OK)
         free(m);
     return rc;
@@ -293,7 +293,7 @@ void gs_set_idle_timeout(gs_ctx *ctx, int ms)
             return;
         p->extra->idle_ms = 0;
         if (p->extra->idle_timer != 0)
-            (void)gs_cancel_timer(p->rt, p->extra->idle_timer);
+            (void)gs_cancel_timer(proc_rt(p), p->extra->idle_timer);
         p->extra->idle_timer = 0;
         return;
     }
@@ -301,17 +301,17 @@ void gs_set_idle_timeout(gs_ctx *ctx, int ms)
         return; /* the same value again: free */
     proc_extra *x = proc_extra_get(p);
     if (x == NULL) {
-        log_write(p->rt, GS_LOG_ERROR, "idle timeout of %d ms not set: out of memory", ms);
+        log_write(proc_rt(p), GS_LOG_ERROR, "idle timeout of %d ms not set: out of memory", ms);
         return;
     }
     if (x->idle_timer != 0)
-        (void)gs_cancel_timer(p->rt, x->idle_timer);
+        (void)gs_cancel_timer(proc_rt(p), x->idle_timer);
     x->idle_timer = 0;
     x->idle_ms = ms;
     x->last_activity_ns = now_ns();
     if (timers_arm_idle(p, x->last_activity_ns + (uint64_t)ms * 1000000u, &x->idle_timer) != GS_OK) {
         x->idle_ms = 0;
-        log_write(p->rt, GS_LOG_ERROR, "idle timeout of %d ms not set: out of memory", ms);
+        log_write(proc_rt(p), GS_LOG_ERROR, "idle timeout of %d ms not set: out of memory", ms);
     }
 }
 
