@@ -175,6 +175,13 @@ typedef struct worker {
     fiber_home home; /* the worker's own stack, which fibers return to */
     fiber *spare;    /* the fiber for the next turn */
     fiber *running;  /* the fiber a turn runs on now, or NULL */
+    /* Timeouts of calls suspended on this worker, not yet on the wheel:
+     * most replies come within a few turns, so arming a timer for each
+     * call is deferred until the worker idles or every ARM_EVERY turns
+     * (scheduler.c); the deadline is absolute, so arming late never makes
+     * a timeout late by more than that delay. */
+    struct deferred_timeout { ticket t; uint64_t deadline; } *unarmed;
+    uint32_t nunarmed, cap_unarmed, turns_since_arm;
     /* statistics: written by this worker, read by gs_runtime_stats_get */
     _Atomic uint64_t messages, parks, suspended, resumed, blocked;
 } worker;
@@ -266,6 +273,8 @@ int reply_slot_complete(gs_runtime *rt, ticket t, int status, const void *data, 
 int reply_table_init(gs_runtime *rt);
 void reply_table_destroy(gs_runtime *rt);
 bool reply_ticket_waiting(gs_runtime *rt, ticket t);
+/* A timer function: completes ticket (slot, seq) with GS_ETIMEDOUT. */
+void reply_timed_out(gs_runtime *rt, uint64_t slot, uint64_t seq);
 gs_from reply_from_ticket(gs_runtime *rt, ticket t);
 int reply_ticket_from(gs_runtime *rt, gs_from from, ticket *out);
 
@@ -274,6 +283,9 @@ int scheduler_start(gs_runtime *rt);
 void scheduler_stop(gs_runtime *rt);
 void scheduler_make_runnable(gs_runtime *rt, proc *p);
 void scheduler_before_block(gs_runtime *rt);
+/* Arms (later) the timeout of a call suspended on this worker; GS_ENOMEM
+ * if it could not even be remembered. */
+int scheduler_defer_timeout(worker *w, ticket t, uint64_t deadline);
 
 /* server.c */
 bool server_run(proc *p);

@@ -128,13 +128,6 @@ int gs_cast(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t le
     return msg_send(rt, to, m);
 }
 
-/* The timeout of a suspended call, on the timer thread: completes the
- * call with GS_ETIMEDOUT (unless the reply won), which resumes it. */
-static void call_timed_out(gs_runtime *rt, uint64_t slot, uint64_t seq)
-{
-    (void)reply_slot_complete(rt, (ticket){(uint32_t)slot, seq}, GS_ETIMEDOUT, NULL, 0);
-}
-
 /* The fiber the calling callback runs on, if it may suspend there. */
 static fiber *suspendable_fiber(gs_runtime *rt)
 {
@@ -163,17 +156,8 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
         return rc;
     }
     m->ticket = t;
-    gs_timer timer = 0;
-    if (owner != NULL && deadline != DEADLINE_NEVER &&
-        (rc = timers_arm_fn(rt, deadline, call_timed_out, t.slot, t.seq, &timer)) != GS_OK) {
-        free(m);
-        reply_slot_abandon(rt, t);
-        return rc;
-    }
     rc = msg_send(rt, to, m);
     if (rc != GS_OK) {
-        if (timer != 0)
-            (void)gs_cancel_timer(rt, timer);
         reply_slot_abandon(rt, t);
         return rc;
     }
@@ -187,15 +171,19 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
         }
         return reply_slot_wait(rt, t, deadline, len_out);
     }
+    /* The timeout goes on the wheel only if the reply is slow to come (the
+     * timer thread then completes the call with GS_ETIMEDOUT, which
+     * resumes it); should even that bookkeeping fail, arm it now. */
+    if (deadline != DEADLINE_NEVER && scheduler_defer_timeout(current_worker(), t, deadline) != GS_OK)
+        (void)timers_arm_fn(rt, deadline, reply_timed_out, t.slot, t.seq, NULL);
     proc *cur = current_proc(); /* the server whose callback calls (maybe an init inside owner's) */
     owner->extra->fiber = f;
     f->status = FIBER_SUSPENDED;
     atomic_fetch_add_explicit(&current_worker()->suspended, 1, memory_order_relaxed);
     fiber_leave(fiber_current_home(), f);
-    /* Resumed, perhaps on another worker: the reply slot is DONE. */
+    /* Resumed, perhaps on another worker: the reply slot is DONE. A timer
+     * armed for it meanwhile finds the ticket spent and does nothing. */
     set_current_proc(cur);
-    if (timer != 0)
-        (void)gs_cancel_timer(rt, timer);
     return reply_slot_collect(rt, t, len_out);
 }
 

@@ -261,6 +261,11 @@ bool reply_ticket_waiting(gs_runtime *rt, ticket t)
     return s != NULL && atomic_load_explicit(&s->state, memory_order_relaxed) == rs_word(t.seq, RS_WAITING);
 }
 
+void reply_timed_out(gs_runtime *rt, uint64_t slot, uint64_t seq)
+{
+    (void)reply_slot_complete(rt, (ticket){(uint32_t)slot, seq}, GS_ETIMEDOUT, NULL, 0);
+}
+
 gs_from reply_from_ticket(gs_runtime *rt, ticket t)
 {
     gs_from f = {{(uint64_t)rt->tag << 32 | t.slot, t.seq}};

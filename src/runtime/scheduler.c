@@ -249,6 +249,39 @@ static void park(worker *w)
     atomic_fetch_sub_explicit(&rt->sleepers, 1, memory_order_seq_cst);
 }
 
+/* ---- deferred call timeouts (see worker.unarmed) ------------------------ */
+
+#define ARM_EVERY 64u /* turns between two looks at the unarmed timeouts */
+
+int scheduler_defer_timeout(worker *w, ticket t, uint64_t deadline)
+{
+    if (w->nunarmed == w->cap_unarmed) {
+        uint32_t cap = w->cap_unarmed ? w->cap_unarmed * 2 : 64;
+        struct deferred_timeout *grown = realloc(w->unarmed, cap * sizeof *grown);
+        if (grown == NULL)
+            return GS_ENOMEM;
+        w->unarmed = grown;
+        w->cap_unarmed = cap;
+    }
+    w->unarmed[w->nunarmed++] = (struct deferred_timeout){t, deadline};
+    return GS_OK;
+}
+
+/* Puts the timeouts of calls still waiting on the wheel. */
+static void arm_deferred(worker *w)
+{
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < w->nunarmed; i++) {
+        struct deferred_timeout *d = &w->unarmed[i];
+        if (!reply_ticket_waiting(w->rt, d->t))
+            continue; /* answered already: no timer needed */
+        if (timers_arm_fn(w->rt, d->deadline, reply_timed_out, d->t.slot, d->t.seq, NULL) != GS_OK)
+            w->unarmed[kept++] = *d; /* out of memory: try again later */
+    }
+    w->nunarmed = kept;
+    w->turns_since_arm = 0;
+}
+
 /* ---- turns on fibers --------------------------------------------------- */
 
 void fiber_body(fiber *f)
@@ -319,7 +352,13 @@ static void *worker_main(void *arg)
     tl_worker = w;
     fiber_home_init(&w->home);
     while (!atomic_load_explicit(&rt->exiting, memory_order_acquire)) {
+        if (w->nunarmed > 0 && ++w->turns_since_arm >= ARM_EVERY)
+            arm_deferred(w);
         proc *p = find_work(w);
+        if (p == NULL && w->nunarmed > 0) {
+            arm_deferred(w); /* before idling: nothing else would arm them */
+            p = find_work(w);
+        }
         if (p == NULL)
             p = spin_for_work(w);
         if (p == NULL) {
@@ -331,6 +370,8 @@ static void *worker_main(void *arg)
     if (w->spare != NULL)
         fiber_put(rt->fibers, w->spare);
     w->spare = NULL;
+    free(w->unarmed);
+    w->unarmed = NULL;
     fiber_home_destroy(&w->home);
     tl_worker = NULL;
     registry_thread_exit(); /* if this worker read the name table */
@@ -359,6 +400,8 @@ int scheduler_start(gs_runtime *rt)
         w->lifo_streak = 0;
         w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
         w->spare = w->running = NULL;
+        w->unarmed = NULL;
+        w->nunarmed = w->cap_unarmed = w->turns_since_arm = 0;
         atomic_init(&w->messages, 0);
         atomic_init(&w->parks, 0);
         atomic_init(&w->suspended, 0);
