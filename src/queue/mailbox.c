@@ -88,3 +88,14 @@ mbox_node *mailbox_tail_node(mailbox *mb)
 {
     return mb->tail == &mb->stub ? NULL : mb->tail;
 }
+
+bool mailbox_claim(mailbox *mb)
+{
+    uintptr_t head = atomic_load_explicit(&mb->head, memory_order_acquire);
+    if ((head & 1) == 0)
+        return false; /* scheduled or running: it will look at its flags */
+    /* acq_rel, as a push's exchange: acquire the consumer's release of
+     * the idle bit (its last turn happens before the next one). */
+    return atomic_compare_exchange_strong_explicit(&mb->head, &head, head & ~(uintptr_t)1, memory_order_acq_rel,
+                                                   memory_order_relaxed);
+}

@@ -49,6 +49,11 @@ mbox_node *mailbox_pop(mailbox *mb, mbox_node **retired);
  * a push is under way or done (the consumer must run again later). */
 bool mailbox_try_idle(mailbox *mb);
 
+/* Any thread: clears the idle bit without pushing, so that the caller
+ * owns the job of scheduling the consumer (used to wake a server when no
+ * message can be allocated). True if the caller got that job. */
+bool mailbox_claim(mailbox *mb);
+
 /* The node still held as the tail (not the stub), for freeing at close;
  * NULL if the tail is the stub. Consumer only, after the last pop. */
 mbox_node *mailbox_tail_node(mailbox *mb);

@@ -34,6 +34,7 @@
  */
 #define _GNU_SOURCE
 #include "fiber.h"
+#include "alloc.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -194,7 +195,7 @@ struct fiber_pool {
 
 int fiber_pool_create(fiber_pool **out)
 {
-    fiber_pool *p = calloc(1, sizeof *p);
+    fiber_pool *p = gs_calloc(1, sizeof *p);
     if (p == NULL)
         return -1;
     pthread_mutex_init(&p->lock, NULL);
@@ -218,13 +219,13 @@ static bool add_slab(fiber_pool *p)
     size_t bytes = each * SLAB_STACKS;
     if (p->nslabs == p->cap_slabs) {
         size_t cap = p->cap_slabs ? p->cap_slabs * 2 : 16;
-        void **grown = realloc(p->slabs, cap * 2 * sizeof(void *));
+        void **grown = gs_realloc(p->slabs, cap * 2 * sizeof(void *));
         if (grown == NULL)
             return false;
         p->slabs = grown;
         p->cap_slabs = cap;
     }
-    fiber *fibers = calloc(SLAB_STACKS, sizeof(fiber));
+    fiber *fibers = gs_calloc(SLAB_STACKS, sizeof(fiber));
     unsigned char *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (fibers == NULL || mem == MAP_FAILED) {
         free(fibers);

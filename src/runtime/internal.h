@@ -77,7 +77,8 @@ typedef struct msg {
 #define CTL_STOPPABLE (UINT64_C(1) << 30) /* accepts stop requests (also while terminating) */
 #define CTL_KILLED (UINT64_C(1) << 29)    /* gs_kill: leave after the current callback */
 #define CTL_OPTS (UINT64_C(1) << 28)      /* started with gs_start_opts: p->extra->opts is set and stable */
-#define CTL_REFS_MASK (CTL_OPTS - 1)
+#define CTL_SHUTDOWN (UINT64_C(1) << 27)  /* gs_runtime_stop could not allocate a stop request */
+#define CTL_REFS_MASK (CTL_SHUTDOWN - 1)
 
 typedef struct pending_calls {
     uint32_t count, cap;

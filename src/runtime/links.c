@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "alloc.h"
 
 static bool links_find(const proc_extra *x, gs_pid pid, uint32_t *at)
 {
@@ -36,7 +37,7 @@ static int links_add(proc *p, gs_pid pid)
         return GS_OK;
     if (x->nlinks == x->cap_links) {
         uint32_t cap = x->cap_links ? x->cap_links * 2 : 4;
-        gs_pid *grown = realloc(x->links, cap * sizeof(gs_pid));
+        gs_pid *grown = gs_realloc(x->links, cap * sizeof(gs_pid));
         if (grown == NULL)
             return GS_ENOMEM;
         x->links = grown;

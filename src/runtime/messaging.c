@@ -12,11 +12,12 @@
 
 #include "futex.h"
 #include "internal.h"
+#include "alloc.h"
 
 /* A message with room for len payload bytes, not filled in. */
 msg *msg_alloc(gs_runtime *rt, uint8_t kind, uint32_t tag, size_t len)
 {
-    msg *m = malloc(sizeof(msg) + len);
+    msg *m = gs_malloc(sizeof(msg) + len);
     if (m == NULL)
         return NULL;
     m->tag = tag;

@@ -1,5 +1,6 @@
 /* pool.c - type-stable record pools (see pool.h for the contract). */
 #include "pool.h"
+#include "alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,7 @@ int pool_init(pool *p, size_t rec_size, size_t link_offset, uint32_t chunk_shift
     p->chunk_shift = chunk_shift;
     p->max_records = max_records;
     uint32_t nchunks = (max_records + (1u << chunk_shift) - 1) >> chunk_shift;
-    p->chunks = calloc(nchunks, sizeof *p->chunks);
+    p->chunks = gs_calloc(nchunks, sizeof *p->chunks);
     if (p->chunks == NULL)
         return GS_ENOMEM;
     atomic_init(&p->fresh, 0);
@@ -62,7 +63,7 @@ static int ensure_chunk(pool *p, uint32_t idx)
     pthread_mutex_lock(&p->grow_lock);
     if (atomic_load_explicit(slot, memory_order_relaxed) == NULL) {
         size_t bytes = p->rec_size << p->chunk_shift;
-        unsigned char *chunk = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        unsigned char *chunk = gs_aligned_alloc(64, (bytes + 63) & ~(size_t)63);
         if (chunk == NULL) {
             rc = GS_ENOMEM;
         } else {

@@ -122,7 +122,7 @@ void proc_close_begin(proc *p)
 
 void proc_close_end(proc *p)
 {
-    atomic_fetch_and_explicit(&p->ctl, ~(CTL_OPEN | CTL_STOPPABLE | CTL_KILLED | CTL_OPTS), memory_order_acq_rel);
+    atomic_fetch_and_explicit(&p->ctl, ~(CTL_OPEN | CTL_STOPPABLE | CTL_KILLED | CTL_OPTS | CTL_SHUTDOWN), memory_order_acq_rel);
     unsigned spins = 0;
     /* acquire: see proc_release. */
     while ((atomic_load_explicit(&p->ctl, memory_order_acquire) & CTL_REFS_MASK) != 0) {

@@ -20,6 +20,7 @@
 #include <urcu/rculfhash.h>
 
 #include "internal.h"
+#include "alloc.h"
 
 typedef struct reg_entry {
     struct cds_lfht_node node;
@@ -139,7 +140,7 @@ int gs_register(gs_runtime *rt, const char *name, gs_pid pid)
     if (rt == NULL || check_name(name) != GS_OK)
         return GS_EINVAL;
     size_t len = strlen(name);
-    reg_entry *e = malloc(sizeof *e + len + 1);
+    reg_entry *e = gs_malloc(sizeof *e + len + 1);
     if (e == NULL)
         return GS_ENOMEM;
     memcpy(e->name, name, len + 1);

@@ -20,6 +20,7 @@
 
 #include "futex.h"
 #include "internal.h"
+#include "alloc.h"
 
 enum { ASYNC_SERVER, ASYNC_THREAD };
 
@@ -71,7 +72,7 @@ int gs_send_request(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, s
     proc *self = msg_current_server(rt);
     if (self != NULL && self->pid == to)
         return GS_EDEADLK;
-    async_req *a = calloc(1, sizeof *a);
+    async_req *a = gs_calloc(1, sizeof *a);
     msg *m = msg_new(rt, MSG_CALL, tag, data, len);
     if (a == NULL || m == NULL) {
         free(a);
@@ -125,7 +126,7 @@ int request_complete(gs_runtime *rt, reply_slot *s, ticket t, int status, const 
 {
     async_req *a = s->async;
     if (a->mode == ASYNC_THREAD) {
-        if (status == GS_OK && len > 0 && (a->heap = malloc(len)) == NULL)
+        if (status == GS_OK && len > 0 && (a->heap = gs_malloc(len)) == NULL)
             status = GS_ENOMEM;
         if (status == GS_OK && len > 0)
             memcpy(a->heap, data, len);

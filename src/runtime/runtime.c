@@ -13,6 +13,7 @@
 
 #include "futex.h"
 #include "internal.h"
+#include "alloc.h"
 
 #define STOP_RESCAN_MS 20
 
@@ -55,7 +56,7 @@ int gs_runtime_start(gs_runtime **out, const gs_runtime_opts *opts)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         workers = n < 1 ? 1 : n > GS_MAX_WORKERS ? GS_MAX_WORKERS : (unsigned)n;
     }
-    gs_runtime *rt = aligned_alloc(64, sizeof(gs_runtime));
+    gs_runtime *rt = gs_aligned_alloc(64, sizeof(gs_runtime));
     if (rt == NULL)
         return GS_ENOMEM;
     memset(rt, 0, sizeof *rt);
@@ -104,9 +105,11 @@ int gs_runtime_start(gs_runtime **out, const gs_runtime_opts *opts)
     return GS_OK;
 }
 
-/* Sends a stop request (no waiter) to every open slot. */
-static void ask_all_to_stop(gs_runtime *rt)
+/* Sends a stop request (no waiter) to every open slot. Returns false if
+ * some request could not be allocated (the caller asks again later). */
+static bool ask_all_to_stop(gs_runtime *rt)
 {
+    bool all = true;
     uint32_t high = proc_table_high_water(rt);
     for (uint32_t idx = 0; idx < high; idx++) {
         proc *p = proc_table_at(rt, idx);
@@ -116,11 +119,25 @@ static void ask_all_to_stop(gs_runtime *rt)
         if ((w & CTL_OPEN) == 0)
             continue; /* free, or already terminating */
         msg *m = msg_new(rt, MSG_STOP, 0, NULL, 0);
-        if (m == NULL)
-            continue; /* retried at the next rescan */
+        if (m == NULL) {
+            /* No memory for a stop request: flag the server and, if it is
+             * idle, schedule it ourselves; it terminates at its next turn.
+             * Retried at the next rescan in case it was busy. */
+            proc *q;
+            if (proc_acquire(rt, pid_make((uint32_t)(w >> 32), rt->tag, idx), CTL_OPEN, &q) == GS_OK) {
+                atomic_fetch_or_explicit(&q->ctl, CTL_SHUTDOWN, memory_order_release);
+                bool mine = mailbox_claim(&q->mb);
+                proc_release(q);
+                if (mine)
+                    scheduler_make_runnable(rt, q);
+            }
+            all = false;
+            continue;
+        }
         m->reason = GS_SHUTDOWN;
         (void)msg_send(rt, pid_make((uint32_t)(w >> 32), rt->tag, idx), m);
     }
+    return all;
 }
 
 int gs_runtime_stop(gs_runtime *rt)
@@ -142,8 +159,7 @@ int gs_runtime_stop(gs_runtime *rt)
         /* Scan again only if servers were opened since the last scan. */
         uint64_t opened = atomic_load_explicit(&rt->opened, memory_order_seq_cst);
         if (opened != opened_at_scan) {
-            opened_at_scan = opened;
-            ask_all_to_stop(rt);
+            opened_at_scan = ask_all_to_stop(rt) ? opened : UINT64_MAX;
         }
         uint64_t until = now_ns() + STOP_RESCAN_MS * 1000000ull;
         while ((live = atomic_load_explicit(&rt->live, memory_order_seq_cst)) != 0 && now_ns() < until) {

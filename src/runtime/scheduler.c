@@ -34,6 +34,7 @@
 
 #include "futex.h"
 #include "internal.h"
+#include "alloc.h"
 
 #define SPIN_NS 50000u      /* the spinner polls this long before parking */
 #define GLOBAL_BATCH 32u    /* servers moved from the global queue at once */
@@ -257,7 +258,7 @@ int scheduler_defer_timeout(worker *w, ticket t, uint64_t deadline)
 {
     if (w->nunarmed == w->cap_unarmed) {
         uint32_t cap = w->cap_unarmed ? w->cap_unarmed * 2 : 64;
-        struct deferred_timeout *grown = realloc(w->unarmed, cap * sizeof *grown);
+        struct deferred_timeout *grown = gs_realloc(w->unarmed, cap * sizeof *grown);
         if (grown == NULL)
             return GS_ENOMEM;
         w->unarmed = grown;
@@ -387,7 +388,7 @@ int scheduler_start(gs_runtime *rt)
     atomic_init(&rt->sleepers, 0);
     atomic_init(&rt->spinning, 0);
     atomic_init(&rt->exiting, false);
-    rt->workers = aligned_alloc(64, sizeof(worker) * rt->nworkers);
+    rt->workers = gs_aligned_alloc(64, sizeof(worker) * rt->nworkers);
     if (rt->workers == NULL) {
         fiber_pool_destroy(rt->fibers);
         return GS_ENOMEM;

@@ -22,6 +22,7 @@
 
 #include "futex.h"
 #include "internal.h"
+#include "alloc.h"
 
 #define SERVER_BATCH 64u
 
@@ -63,7 +64,7 @@ static bool tickets_add(pending_calls **list, ticket t)
     pending_calls *l = *list;
     if (l == NULL || l->count == l->cap) {
         uint32_t cap = l == NULL ? 4 : l->cap * 2;
-        pending_calls *grown = realloc(l, sizeof(*l) + cap * sizeof(ticket));
+        pending_calls *grown = gs_realloc(l, sizeof(*l) + cap * sizeof(ticket));
         if (grown == NULL)
             return false;
         if (l == NULL)
@@ -442,6 +443,18 @@ bool server_run(proc *p)
             again = true;
             break;
         }
+        uint64_t flags = atomic_load_explicit(&p->ctl, memory_order_relaxed) & (CTL_KILLED | CTL_SHUTDOWN);
+        if (flags != 0) {
+            /* gs_kill: no further callback; an allocation-free runtime
+             * stop: terminate, skipping the queue. The queue is settled
+             * by the exit's drain. */
+            p->exiting = true;
+            p->exit_reason = (flags & CTL_KILLED) ? GS_KILLED : GS_SHUTDOWN;
+            count_messages(n);
+            server_exit(p);
+            set_current_proc(saved);
+            return false;
+        }
         mbox_node *retired;
         mbox_node *node = mailbox_pop(&p->mb, &retired);
         if (retired != NULL)
@@ -456,15 +469,6 @@ bool server_run(proc *p)
             break;
         }
         msg *m = (msg *)node;
-        if (atomic_load_explicit(&p->ctl, memory_order_relaxed) & CTL_KILLED) {
-            p->exiting = true; /* gs_kill: no further callback */
-            p->exit_reason = GS_KILLED;
-            settle_message(p, m); /* the one just taken counts like the queued ones */
-            count_messages(n);
-            server_exit(p);
-            set_current_proc(saved);
-            return false;
-        }
         if (drop_oldest(p, m, n))
             continue;
         if (p->extra != NULL && p->extra->idle_ms != 0 && m->kind != MSG_IDLE) {
@@ -495,7 +499,7 @@ int gs_start(gs_runtime *rt, const gs_server_ops *ops, const void *arg, gs_pid *
 static int attach_opts(proc *p, const gs_start_opts *opts)
 {
     proc_extra *x = proc_extra_get(p);
-    proc_opts *o = x != NULL ? calloc(1, sizeof *o) : NULL;
+    proc_opts *o = x != NULL ? gs_calloc(1, sizeof *o) : NULL;
     if (o == NULL)
         return GS_ENOMEM;
     o->mailbox_max = opts->mailbox_max;
@@ -522,7 +526,7 @@ int gs_start_with(gs_runtime *rt, const gs_server_ops *ops, const void *arg, con
         return GS_ESHUTDOWN;
     }
     void *state = NULL;
-    if (ops->state_size > 0 && (state = calloc(1, ops->state_size)) == NULL) {
+    if (ops->state_size > 0 && (state = gs_calloc(1, ops->state_size)) == NULL) {
         atomic_fetch_sub_explicit(&rt->live, 1, memory_order_seq_cst);
         return GS_ENOMEM;
     }

@@ -36,6 +36,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "alloc.h"
 
 /* Private call tags (below the runtime's range, unlikely to clash). */
 #define SUP_TAG_START_CHILD 0xFFFE0001u
@@ -133,7 +134,7 @@ static uint32_t hash_pid(gs_pid p)
 static char *dup_str(const char *s)
 {
     size_t n = strlen(s) + 1;
-    char *d = malloc(n);
+    char *d = gs_malloc(n);
     if (d != NULL)
         memcpy(d, s, n);
     return d;
@@ -240,8 +241,8 @@ static int tables_fit(sup_state *s, uint32_t want)
     uint32_t nb = s->nbuckets ? s->nbuckets : 16;
     while (nb < want)
         nb *= 2;
-    int32_t *idt = malloc(nb * sizeof *idt);
-    int32_t *pdt = malloc(nb * sizeof *pdt);
+    int32_t *idt = gs_malloc(nb * sizeof *idt);
+    int32_t *pdt = gs_malloc(nb * sizeof *pdt);
     if (idt == NULL || pdt == NULL) {
         free(idt);
         free(pdt);
@@ -270,7 +271,7 @@ static int child_add(sup_state *s, const char *id, const char *name, const gs_se
         if (s->cap >= INT32_MAX / 2)
             return GS_ENOMEM;
         int32_t cap = s->cap ? s->cap * 2 : 8;
-        sup_child *grown = realloc(s->ch, (size_t)cap * sizeof *grown);
+        sup_child *grown = gs_realloc(s->ch, (size_t)cap * sizeof *grown);
         if (grown == NULL)
             return GS_ENOMEM;
         s->ch = grown;
@@ -484,7 +485,7 @@ static bool restart_allowed(sup_state *s)
         return false;
     if (s->r_len == s->r_cap) {
         size_t cap = s->r_cap ? s->r_cap * 2 : 8;
-        int64_t *q = malloc(cap * sizeof *q);
+        int64_t *q = gs_malloc(cap * sizeof *q);
         if (q == NULL)
             return false;
         for (size_t k = 0; k < s->r_len; k++)
@@ -775,7 +776,7 @@ int gs_supervisor_start_child(gs_runtime *rt, gs_pid sup, const gs_child_spec *c
         return GS_EINVAL;
     size_t len = sizeof(start_req) + id_len + 1 + (child->name ? name_len + 1 : 0);
     unsigned char stackbuf[512];
-    unsigned char *buf = len <= sizeof stackbuf ? stackbuf : malloc(len);
+    unsigned char *buf = len <= sizeof stackbuf ? stackbuf : gs_malloc(len);
     if (buf == NULL)
         return GS_ENOMEM;
     start_req q = {.ops = child->ops,

@@ -41,6 +41,7 @@
 
 #include "futex.h"
 #include "internal.h"
+#include "alloc.h"
 
 #define TIMER_CHUNK_SHIFT 12
 #define TIMER_MAX (1u << 24) /* pending timers per runtime */
@@ -264,7 +265,7 @@ int timers_arm_fn(gs_runtime *rt, uint64_t deadline_ns, void (*fn)(gs_runtime *,
 proc_extra *proc_extra_get(proc *p)
 {
     if (p->extra == NULL)
-        p->extra = calloc(1, sizeof(proc_extra));
+        p->extra = gs_calloc(1, sizeof(proc_extra));
     return p->extra;
 }
 
@@ -468,7 +469,7 @@ static void *timer_main(void *arg)
 
 int timers_start(gs_runtime *rt)
 {
-    timer_service *ts = aligned_alloc(64, (sizeof(timer_service) + 63) & ~(size_t)63);
+    timer_service *ts = gs_aligned_alloc(64, (sizeof(timer_service) + 63) & ~(size_t)63);
     if (ts == NULL)
         return GS_ENOMEM;
     memset(ts, 0, sizeof *ts);
