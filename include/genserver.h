@@ -240,7 +240,10 @@ int gs_cast(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t le
  * message). A stack is held only while its server has a call in flight,
  * plus one spare per worker; memory is what the callbacks touched (a few
  * KiB each), address space 68 KiB per stack. Should no stack be had, the
- * call holds its worker instead (counted in gs_runtime_stats). */
+ * call holds its worker instead (counted in gs_runtime_stats). The
+ * floating-point control state (rounding mode, exception masks) is not
+ * switched with the stack: a callback that changes it must restore it
+ * before it calls and before it returns. */
 int gs_call(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len,
             void *reply, size_t reply_cap, size_t *reply_len, int timeout_ms);
 

@@ -125,11 +125,20 @@ typedef struct proc {
     /* --- owner: the thread running the proc's callbacks --- */
     const gs_server_ops *ops;
     void *state;
-    _Atomic uint64_t enqueued; /* senders: messages pushed so far (mailbox length = enqueued - dequeued) */
+    _Atomic uint64_t enqueued; /* senders: messages pushed so far */
     gs_pid pid;
     uint32_t last_tag;
     int exit_reason;
-    ticket current_call; /* the call being handled */
+    /* The call being handled (a ticket, split around `dequeued` so that
+     * both fit the proc's second cache line). */
+    uint32_t current_slot;
+    /* Messages taken so far (32-bit, wrapping): the mailbox length is
+     * (uint32_t)enqueued - dequeued. Written only by the owner, with a
+     * plain store once per turn, on the owner's own cache line: senders
+     * never contend on it (only bounded mailboxes and gs_server_info_get
+     * read it). */
+    _Atomic uint32_t dequeued;
+    uint64_t current_seq;
     proc_extra *extra;   /* NULL until needed */
     /* --- the timer thread only --- */
     struct timer_rec *timers; /* timers aimed at this slot, for purging */
@@ -226,6 +235,24 @@ struct gs_runtime {
     gs_log_fn log_fn;
     void *log_user;
 };
+
+static inline ticket proc_current_call(const proc *p)
+{
+    return (ticket){p->current_slot, p->current_seq};
+}
+
+static inline void proc_set_current_call(proc *p, ticket t)
+{
+    p->current_slot = t.slot;
+    p->current_seq = t.seq;
+}
+
+/* Messages waiting in p's mailbox (including the current turn's). */
+static inline uint32_t proc_mailbox_len(proc *p)
+{
+    return (uint32_t)atomic_load_explicit(&p->enqueued, memory_order_relaxed) -
+           atomic_load_explicit(&p->dequeued, memory_order_relaxed);
+}
 
 /* The runtime of a server: from its pid's tag (keeps a proc in two cache
  * lines). runtime.c fills the table when runtimes start and stop. */

@@ -53,9 +53,10 @@ static bool bounded_kind(uint8_t kind)
 static int deliver(gs_runtime *rt, proc *p, uint64_t w, msg *m)
 {
     /* relaxed: a counter; the owner subtracts what each turn consumed. */
-    uint64_t waiting = atomic_fetch_add_explicit(&p->enqueued, 1, memory_order_relaxed);
+    uint64_t pushed = atomic_fetch_add_explicit(&p->enqueued, 1, memory_order_relaxed);
     if (w & CTL_OPTS) {
         proc_opts *o = p->extra->opts; /* stable while we hold the reference */
+        uint32_t waiting = (uint32_t)pushed - atomic_load_explicit(&p->dequeued, memory_order_relaxed);
         if (o->mailbox_max != 0 && o->overflow == GS_OVERFLOW_REJECT && waiting >= o->mailbox_max &&
             bounded_kind(m->kind)) {
             atomic_fetch_sub_explicit(&p->enqueued, 1, memory_order_relaxed);
@@ -225,7 +226,7 @@ int gs_reply(gs_runtime *rt, gs_from from, const void *data, size_t len)
     if (rc != GS_OK)
         return rc;
     proc *self = msg_current_server(rt);
-    bool current = self != NULL && self->current_call.slot == t.slot && self->current_call.seq == t.seq;
+    bool current = self != NULL && self->current_slot == t.slot && self->current_seq == t.seq;
     if (current && self->replied)
         return GS_ENOENT; /* a second reply to the call being handled */
     rc = reply_slot_complete(rt, t, GS_OK, data, len);
@@ -294,8 +295,7 @@ int gs_server_info_get(gs_runtime *rt, gs_pid pid, gs_server_info *out)
     if (rc != GS_OK)
         return rc;
     memset(out, 0, sizeof *out);
-    int64_t len = (int64_t)atomic_load_explicit(&p->enqueued, memory_order_relaxed);
-    out->mailbox_len = len > 0 ? (size_t)len : 0;
+    out->mailbox_len = proc_mailbox_len(p);
     if (w & CTL_OPTS) {
         proc_opts *o = p->extra->opts;
         out->mailbox_max = o->mailbox_max;

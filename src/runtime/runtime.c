@@ -167,8 +167,11 @@ int gs_runtime_stop(gs_runtime *rt)
             futex_wait_until(&rt->live, live, &ts);
         }
     }
-    timers_stop(rt);
+    /* Workers first: they may still arm deferred call timeouts. The timer
+     * thread may still fire into the (empty) runtime, which needs no
+     * worker. */
     scheduler_stop(rt);
+    timers_stop(rt);
     log_write(rt, GS_LOG_INFO, "runtime stopped");
     registry_destroy(rt);
     monitors_destroy(rt);

@@ -190,10 +190,10 @@ static void handle_call(proc *p, msg *m, const gs_msg *gm)
         (void)reply_slot_complete(rt, m->ticket, GS_ENOTSUP, NULL, 0);
         return;
     }
-    p->current_call = m->ticket;
+    proc_set_current_call(p, m->ticket);
     p->replied = false;
     int rc = p->ops->handle_call(ctx_of(p), p->state, gm, reply_from_ticket(rt, m->ticket));
-    p->current_call = TICKET_NONE;
+    proc_set_current_call(p, TICKET_NONE);
     if (rc == GS_NOREPLY) {
         if (!p->replied)
             remember_unanswered(p, m->ticket);
@@ -391,8 +391,9 @@ void gs_set_exit_reason(gs_ctx *ctx, int reason)
 static void count_messages(unsigned n)
 {
     worker *w = current_worker();
-    if (w != NULL && n > 0)
-        atomic_fetch_add_explicit(&w->messages, n, memory_order_relaxed);
+    if (w != NULL && n > 0) /* only this thread writes it: no read-modify-write needed */
+        atomic_store_explicit(&w->messages, atomic_load_explicit(&w->messages, memory_order_relaxed) + n,
+                              memory_order_relaxed);
 }
 
 /* End-of-turn bookkeeping: the mailbox count loses what the turn took
@@ -400,8 +401,9 @@ static void count_messages(unsigned n)
 static void end_turn(proc *p, unsigned taken, uint64_t started_ns)
 {
     count_messages(taken);
-    if (taken > 0)
-        atomic_fetch_sub_explicit(&p->enqueued, taken, memory_order_relaxed);
+    if (taken > 0) /* owner-only: a plain store, no read-modify-write */
+        atomic_store_explicit(&p->dequeued, atomic_load_explicit(&p->dequeued, memory_order_relaxed) + taken,
+                              memory_order_relaxed);
     proc_opts *o = p->extra != NULL ? p->extra->opts : NULL;
     if (o != NULL && o->stats) {
         atomic_fetch_add_explicit(&o->handled, taken, memory_order_relaxed);
@@ -417,7 +419,7 @@ static bool drop_oldest(proc *p, const msg *m, unsigned taken)
     if (o == NULL || o->mailbox_max == 0 || o->overflow != GS_OVERFLOW_DROP_OLDEST ||
         (m->kind != MSG_CAST && m->kind != MSG_INFO))
         return false;
-    int64_t waiting = (int64_t)atomic_load_explicit(&p->enqueued, memory_order_relaxed) - (int64_t)taken;
+    int64_t waiting = (int64_t)proc_mailbox_len(p) - (int64_t)taken;
     if (waiting <= (int64_t)o->mailbox_max)
         return false;
     atomic_fetch_add_explicit(&o->dropped, 1, memory_order_relaxed);
@@ -433,7 +435,7 @@ bool server_run(proc *p)
     proc_opts *o = p->extra != NULL ? p->extra->opts : NULL;
     if (o != NULL && o->stats) {
         started_ns = now_ns();
-        uint64_t len = atomic_load_explicit(&p->enqueued, memory_order_relaxed);
+        uint64_t len = proc_mailbox_len(p);
         if (len > atomic_load_explicit(&o->hwm, memory_order_relaxed))
             atomic_store_explicit(&o->hwm, len, memory_order_relaxed); /* only the owner writes it */
     }
@@ -543,9 +545,10 @@ int gs_start_with(gs_runtime *rt, const gs_server_ops *ops, const void *arg, con
     p->exiting = false;
     p->replied = false;
     p->exit_reason = GS_NORMAL;
-    p->current_call = TICKET_NONE;
+    proc_set_current_call(p, TICKET_NONE);
     p->extra = NULL;
     atomic_store_explicit(&p->enqueued, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->dequeued, 0, memory_order_relaxed);
     atomic_store_explicit(&p->has_timers, false, memory_order_relaxed);
     if (opts != NULL && (rc = attach_opts(p, opts)) != GS_OK) {
         free(p->extra);
