@@ -113,7 +113,7 @@ typedef struct proc_extra {
     bool stop_reason_set;        /* gs_set_exit_reason: GS_STOP exits with stop_reason */
     int stop_reason;
     gs_pid *links;               /* linked servers */
-    uint32_t nlinks, cap_links;
+    uint32_t nlinks, cap_links, gone_links; /* a hash set, see links.c */
 } proc_extra;
 
 typedef struct proc {

@@ -16,15 +16,62 @@
 #include "internal.h"
 #include "alloc.h"
 
-static bool links_find(const proc_extra *x, gs_pid pid, uint32_t *at)
+/* A server's links: an open-addressing hash set of pids (linear probing,
+ * power-of-two capacity), so that a supervisor with 100,000 children
+ * links, unlinks and takes exit signals in constant time. Pid 0 marks an
+ * empty place and pid 1 a removed one (no pid has runtime tag 0). */
+#define LINK_EMPTY ((gs_pid)0)
+#define LINK_GONE ((gs_pid)1)
+
+static uint32_t link_hash(gs_pid pid, uint32_t mask)
 {
-    for (uint32_t i = 0; x != NULL && i < x->nlinks; i++) {
-        if (x->links[i] == pid) {
-            *at = i;
-            return true;
-        }
+    return (uint32_t)((pid * UINT64_C(0x9E3779B97F4A7C15)) >> 32) & mask;
+}
+
+/* The place holding pid, or -1. */
+static int64_t links_find(const proc_extra *x, gs_pid pid)
+{
+    if (x == NULL || x->cap_links == 0)
+        return -1;
+    uint32_t mask = x->cap_links - 1;
+    for (uint32_t i = link_hash(pid, mask), n = 0; n < x->cap_links; i = (i + 1) & mask, n++) {
+        if (x->links[i] == pid)
+            return i;
+        if (x->links[i] == LINK_EMPTY)
+            return -1;
     }
-    return false;
+    return -1;
+}
+
+static void links_put(gs_pid *table, uint32_t cap, gs_pid pid)
+{
+    uint32_t mask = cap - 1;
+    uint32_t i = link_hash(pid, mask);
+    while (table[i] != LINK_EMPTY && table[i] != LINK_GONE)
+        i = (i + 1) & mask;
+    table[i] = pid;
+}
+
+/* Makes room for one more (rehashing when three quarters are used,
+ * removed places included). */
+static int links_reserve(proc_extra *x)
+{
+    if ((uint64_t)(x->nlinks + x->gone_links + 1) * 4 <= (uint64_t)x->cap_links * 3)
+        return GS_OK;
+    uint32_t cap = 8; /* at most half full after the rehash */
+    while ((uint64_t)(x->nlinks + 1) * 2 > cap)
+        cap *= 2;
+    gs_pid *table = gs_calloc(cap, sizeof(gs_pid));
+    if (table == NULL)
+        return GS_ENOMEM;
+    for (uint32_t i = 0; i < x->cap_links; i++)
+        if (x->links[i] != LINK_EMPTY && x->links[i] != LINK_GONE)
+            links_put(table, cap, x->links[i]);
+    free(x->links);
+    x->links = table;
+    x->cap_links = cap;
+    x->gone_links = 0;
+    return GS_OK;
 }
 
 static int links_add(proc *p, gs_pid pid)
@@ -32,27 +79,24 @@ static int links_add(proc *p, gs_pid pid)
     proc_extra *x = proc_extra_get(p);
     if (x == NULL)
         return GS_ENOMEM;
-    uint32_t at;
-    if (links_find(x, pid, &at))
+    if (links_find(x, pid) >= 0)
         return GS_OK;
-    if (x->nlinks == x->cap_links) {
-        uint32_t cap = x->cap_links ? x->cap_links * 2 : 4;
-        gs_pid *grown = gs_realloc(x->links, cap * sizeof(gs_pid));
-        if (grown == NULL)
-            return GS_ENOMEM;
-        x->links = grown;
-        x->cap_links = cap;
-    }
-    x->links[x->nlinks++] = pid;
+    int rc = links_reserve(x);
+    if (rc != GS_OK)
+        return rc;
+    links_put(x->links, x->cap_links, pid);
+    x->nlinks++;
     return GS_OK;
 }
 
 static bool links_remove(proc *p, gs_pid pid)
 {
-    uint32_t at;
-    if (!links_find(p->extra, pid, &at))
+    int64_t at = links_find(p->extra, pid);
+    if (at < 0)
         return false;
-    p->extra->links[at] = p->extra->links[--p->extra->nlinks];
+    p->extra->links[at] = LINK_GONE;
+    p->extra->nlinks--;
+    p->extra->gone_links++;
     return true;
 }
 
@@ -138,7 +182,9 @@ void links_fire_all(proc *p, int reason)
     proc_extra *x = p->extra;
     if (x == NULL)
         return;
-    for (uint32_t i = 0; i < x->nlinks; i++) {
+    for (uint32_t i = 0; i < x->cap_links; i++) {
+        if (x->links[i] == LINK_EMPTY || x->links[i] == LINK_GONE)
+            continue;
         gs_exit_signal s = {.pid = p->pid, .reason = reason};
         msg *e = msg_new(proc_rt(p), MSG_EXIT, GS_TAG_EXIT, &s, sizeof s);
         if (e == NULL) {
@@ -150,5 +196,5 @@ void links_fire_all(proc *p, int reason)
     }
     free(x->links);
     x->links = NULL;
-    x->nlinks = x->cap_links = 0;
+    x->nlinks = x->cap_links = x->gone_links = 0;
 }
