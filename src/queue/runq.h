@@ -5,6 +5,9 @@
  * Who may call what:
  *   runq_init, runq_push, runq_push_next, runq_pop     the owner only
  *   runq_steal                                           any other worker
+ *   runq_take_next                                       the owner; a thief
+ *                     only when the owner is stuck in a long turn (an
+ *                     exchange: exactly one of them gets the entry)
  *   runq_maybe_nonempty                                  any thread (hint)
  * Entries are opaque non-NULL pointers.
  */

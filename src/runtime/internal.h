@@ -181,6 +181,7 @@ typedef struct worker {
     unsigned index;
     pthread_t thread;
     uint32_t lifo_streak; /* LIFO-slot runs in a row, for fairness */
+    _Atomic uint32_t turns; /* turns started: a thief sees whether the owner is stuck in one */
     uint64_t rng;
     fiber_home home; /* the worker's own stack, which fibers return to */
     fiber *spare;    /* the fiber for the next turn */

@@ -52,16 +52,20 @@ static proc *proc_of_link(mbox_node *n)
     return (proc *)((char *)n - offsetof(proc, runq_link));
 }
 
+static void wake_one(gs_runtime *rt)
+{
+    atomic_fetch_add_explicit(&rt->epoch, 1, memory_order_release);
+    futex_wake(&rt->epoch, 1);
+}
+
 static void notify(gs_runtime *rt)
 {
     /* seq_cst fence: orders the caller's "work is visible" store before the
      * loads below (the producer half of the handshake). */
     full_fence();
     if (atomic_load_explicit(&rt->sleepers, memory_order_relaxed) > 0 &&
-        atomic_load_explicit(&rt->spinning, memory_order_relaxed) == 0) {
-        atomic_fetch_add_explicit(&rt->epoch, 1, memory_order_release);
-        futex_wake(&rt->epoch, 1);
-    }
+        atomic_load_explicit(&rt->spinning, memory_order_relaxed) == 0)
+        wake_one(rt);
 }
 
 static void push_global(gs_runtime *rt, proc *p)
@@ -86,8 +90,17 @@ void scheduler_make_runnable(gs_runtime *rt, proc *p)
     worker *w = current_worker();
     if (w != NULL && w->rt == rt) {
         proc *kicked = runq_push_next(&w->rq, p);
-        if (kicked == NULL)
-            return; /* only the LIFO slot changed: this worker runs it next */
+        if (kicked == NULL) {
+            /* Only the LIFO slot changed: this worker runs it next, unless
+             * its current callback runs long; then an idle worker may take
+             * it (see steal_stuck_next). Wake one if nobody looks: relaxed
+             * loads, no fence, since this is about latency, not a lost
+             * wake-up (the owner runs the slot eventually). */
+            if (atomic_load_explicit(&rt->sleepers, memory_order_relaxed) > 0 &&
+                atomic_load_explicit(&rt->spinning, memory_order_relaxed) == 0)
+                wake_one(rt);
+            return;
+        }
         push_ring(w, kicked);
     } else {
         push_global(rt, p);
@@ -205,6 +218,35 @@ static bool work_visible(worker *w)
     return false;
 }
 
+/* The spinner's last look at the other workers' LIFO slots. */
+typedef struct next_watch {
+    uint32_t turns;
+    bool had_next;
+} next_watch;
+
+/* Takes a LIFO slot whose owner has not started a turn since the last
+ * look (it is stuck in a long callback): the slot is not stolen in
+ * normal running, where its owner runs it at once. */
+static proc *steal_stuck_next(worker *w, next_watch *seen)
+{
+    gs_runtime *rt = w->rt;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        worker *v = &rt->workers[i];
+        if (v == w)
+            continue;
+        uint32_t turns = atomic_load_explicit(&v->turns, memory_order_relaxed);
+        bool has_next = atomic_load_explicit(&v->rq.next, memory_order_relaxed) != NULL;
+        if (has_next && seen[i].had_next && seen[i].turns == turns) {
+            proc *p = runq_take_next(&v->rq); /* an exchange: the owner or we get it */
+            if (p != NULL)
+                return p;
+        }
+        seen[i].turns = turns;
+        seen[i].had_next = has_next;
+    }
+    return NULL;
+}
+
 static proc *spin_for_work(worker *w)
 {
     gs_runtime *rt = w->rt;
@@ -216,10 +258,14 @@ static proc *spin_for_work(worker *w)
         return NULL;
     uint64_t until = now_ns() + SPIN_NS;
     proc *p = NULL;
+    next_watch seen[GS_MAX_WORKERS];
+    memset(seen, 0, sizeof(next_watch) * rt->nworkers);
     for (unsigned i = 1; !atomic_load_explicit(&rt->exiting, memory_order_relaxed); i++) {
         if ((p = find_work(w)) != NULL)
             break;
         if ((i & 15) == 0) {
+            if ((p = steal_stuck_next(w, seen)) != NULL)
+                break;
             if (now_ns() >= until)
                 break;
             sched_yield(); /* on an oversubscribed machine, let the producer run */
@@ -309,6 +355,9 @@ static void fiber_release(worker *w, fiber *f)
 static void run_turn(worker *w, proc *p)
 {
     fiber *f;
+    /* owner-only counter: a plain store (thieves only compare it) */
+    atomic_store_explicit(&w->turns, atomic_load_explicit(&w->turns, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     if (p->extra != NULL && p->extra->fiber != NULL) {
         f = p->extra->fiber; /* resume a suspended callback */
         p->extra->fiber = NULL;
@@ -401,6 +450,7 @@ int scheduler_start(gs_runtime *rt)
         w->lifo_streak = 0;
         w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
         w->spare = w->running = NULL;
+        atomic_init(&w->turns, 0);
         w->unarmed = NULL;
         w->nunarmed = w->cap_unarmed = w->turns_since_arm = 0;
         atomic_init(&w->messages, 0);
