@@ -267,10 +267,18 @@ static _Atomic gs_pid peer_of[2];
 static atomic_int cycle_rc[2];
 static atomic_int cycle_done;
 
+static atomic_int cycle_arrived;
+
 static int cyc_cast(gs_ctx *ctx, void *state, const gs_msg *m)
 {
     int me = (int)*(const int64_t *)m->data;
     int64_t v;
+    /* Both servers inside their callbacks before either calls: a real
+     * cycle (otherwise one call may finish before the other starts). */
+    atomic_fetch_add(&cycle_arrived, 1);
+    int64_t until = now_ms() + 5000;
+    while (atomic_load(&cycle_arrived) < 2 && now_ms() < until)
+        sleep_ms(1);
     int rc = gs_call(gs_ctx_runtime(ctx), atomic_load(&peer_of[me]), ECHO, m->data, m->len, &v, sizeof v, NULL,
                      200);
     atomic_store(&cycle_rc[me], rc);
@@ -288,6 +296,7 @@ static const gs_server_ops cyc_ops = {.name = "cycle", .handle_cast = cyc_cast, 
 Test(suspend, call_cycle_resolves_by_timeout, .timeout = 30)
 {
     atomic_store(&cycle_done, 0);
+    atomic_store(&cycle_arrived, 0);
     gs_runtime *rt = rt_new(2);
     gs_pid a = start_ok(rt, &cyc_ops, NULL), b = start_ok(rt, &cyc_ops, NULL);
     atomic_store(&peer_of[0], b);
@@ -296,7 +305,9 @@ Test(suspend, call_cycle_resolves_by_timeout, .timeout = 30)
     cr_assert_eq(gs_cast(rt, a, GO, &ia, sizeof ia), GS_OK);
     cr_assert_eq(gs_cast(rt, b, GO, &ib, sizeof ib), GS_OK);
     cr_assert(wait_int_eq(&cycle_done, 2, 5000));
-    cr_assert(atomic_load(&cycle_rc[0]) == GS_ETIMEDOUT || atomic_load(&cycle_rc[1]) == GS_ETIMEDOUT);
+    cr_assert_eq(atomic_load(&cycle_arrived), 2, "the two callbacks never ran at the same time");
+    cr_assert(atomic_load(&cycle_rc[0]) == GS_ETIMEDOUT || atomic_load(&cycle_rc[1]) == GS_ETIMEDOUT,
+              "a call cycle without a timeout: %d, %d", atomic_load(&cycle_rc[0]), atomic_load(&cycle_rc[1]));
     int64_t v = 0, in = 9;
     int rc = gs_call(rt, a, ECHO, &in, sizeof in, &v, sizeof v, NULL, 5000);
     cr_assert_eq(rc, GS_OK, "A after the cycle: %s", gs_strerror(rc));
