@@ -188,11 +188,13 @@ typedef struct worker {
     fiber *running;  /* the fiber a turn runs on now, or NULL */
     /* Timeouts of calls suspended on this worker, not yet on the wheel:
      * most replies come within a few turns, so arming a timer for each
-     * call is deferred until the worker idles or every ARM_EVERY turns
-     * (scheduler.c); the deadline is absolute, so arming late never makes
-     * a timeout late by more than that delay. */
+     * call is deferred (scheduler.c). Guarded by unarmed_lock, because an
+     * idle or busy *other* worker arms them too: this worker may be stuck
+     * in a long callback right after the call suspended. */
     struct deferred_timeout { ticket t; uint64_t deadline; } *unarmed;
-    uint32_t nunarmed, cap_unarmed, turns_since_arm;
+    uint32_t cap_unarmed, turns_since_arm;
+    _Atomic uint32_t nunarmed; /* read without the lock as a hint */
+    atomic_bool unarmed_lock;
     /* statistics: written by this worker, read by gs_runtime_stats_get */
     _Atomic uint64_t messages, parks, suspended, resumed, blocked;
 } worker;

@@ -298,35 +298,85 @@ static void park(worker *w)
 
 /* ---- deferred call timeouts (see worker.unarmed) ------------------------ */
 
-#define ARM_EVERY 64u /* turns between two looks at the unarmed timeouts */
+#define ARM_EVERY 64u          /* turns between two looks at this worker's unarmed timeouts */
+#define ARM_OTHERS_EVERY 1024u /* ... and at the other workers' (also whenever idle) */
+
+static void unarmed_lock(worker *w)
+{
+    /* acquire/release: the list's contents pass between lock holders. The
+     * holders only append or scan: a short hold, so a bounded spin. */
+    while (atomic_exchange_explicit(&w->unarmed_lock, true, memory_order_acquire))
+        cpu_relax();
+}
+
+static void unarmed_unlock(worker *w)
+{
+    atomic_store_explicit(&w->unarmed_lock, false, memory_order_release);
+}
 
 int scheduler_defer_timeout(worker *w, ticket t, uint64_t deadline)
 {
-    if (w->nunarmed == w->cap_unarmed) {
+    int rc = GS_OK;
+    unarmed_lock(w);
+    uint32_t n = atomic_load_explicit(&w->nunarmed, memory_order_relaxed);
+    if (n == w->cap_unarmed) {
         uint32_t cap = w->cap_unarmed ? w->cap_unarmed * 2 : 64;
         struct deferred_timeout *grown = gs_realloc(w->unarmed, cap * sizeof *grown);
-        if (grown == NULL)
-            return GS_ENOMEM;
-        w->unarmed = grown;
-        w->cap_unarmed = cap;
+        if (grown == NULL) {
+            rc = GS_ENOMEM;
+        } else {
+            w->unarmed = grown;
+            w->cap_unarmed = cap;
+        }
     }
-    w->unarmed[w->nunarmed++] = (struct deferred_timeout){t, deadline};
-    return GS_OK;
+    if (rc == GS_OK) {
+        w->unarmed[n] = (struct deferred_timeout){t, deadline};
+        atomic_store_explicit(&w->nunarmed, n + 1, memory_order_relaxed);
+    }
+    unarmed_unlock(w);
+    return rc;
 }
 
-/* Puts the timeouts of calls still waiting on the wheel. */
-static void arm_deferred(worker *w)
+/* Puts the timeouts of v's calls that are still waiting on the wheel. */
+static void arm_deferred_of(worker *v)
 {
-    uint32_t kept = 0;
-    for (uint32_t i = 0; i < w->nunarmed; i++) {
-        struct deferred_timeout *d = &w->unarmed[i];
-        if (!reply_ticket_waiting(w->rt, d->t))
+    if (atomic_load_explicit(&v->nunarmed, memory_order_relaxed) == 0)
+        return;
+    unarmed_lock(v);
+    uint32_t n = atomic_load_explicit(&v->nunarmed, memory_order_relaxed), kept = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct deferred_timeout *d = &v->unarmed[i];
+        if (!reply_ticket_waiting(v->rt, d->t))
             continue; /* answered already: no timer needed */
-        if (timers_arm_fn(w->rt, d->deadline, reply_timed_out, d->t.slot, d->t.seq, NULL) != GS_OK)
-            w->unarmed[kept++] = *d; /* out of memory: try again later */
+        if (timers_arm_fn(v->rt, d->deadline, reply_timed_out, d->t.slot, d->t.seq, NULL) != GS_OK)
+            v->unarmed[kept++] = *d; /* out of memory: try again later */
     }
-    w->nunarmed = kept;
-    w->turns_since_arm = 0;
+    atomic_store_explicit(&v->nunarmed, kept, memory_order_relaxed);
+    unarmed_unlock(v);
+}
+
+/* Deferred timeouts: a worker arms its own every ARM_EVERY turns, and
+ * every worker's whenever it idles or every ARM_OTHERS_EVERY turns, so a
+ * timeout is armed soon even while the worker that suspended the call is
+ * stuck in a long callback (another worker arms it; looking at the other
+ * workers' lists rarely keeps their locks' cache lines where they are). */
+static void arm_deferred(worker *w, bool others)
+{
+    gs_runtime *rt = w->rt;
+    if (!others) {
+        arm_deferred_of(w);
+        return;
+    }
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        arm_deferred_of(&rt->workers[i]);
+}
+
+static bool any_unarmed(gs_runtime *rt)
+{
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        if (atomic_load_explicit(&rt->workers[i].nunarmed, memory_order_relaxed) != 0)
+            return true;
+    return false;
 }
 
 /* ---- turns on fibers --------------------------------------------------- */
@@ -402,11 +452,11 @@ static void *worker_main(void *arg)
     tl_worker = w;
     fiber_home_init(&w->home);
     while (!atomic_load_explicit(&rt->exiting, memory_order_acquire)) {
-        if (w->nunarmed > 0 && ++w->turns_since_arm >= ARM_EVERY)
-            arm_deferred(w);
+        if ((++w->turns_since_arm & (ARM_EVERY - 1)) == 0)
+            arm_deferred(w, (w->turns_since_arm & (ARM_OTHERS_EVERY - 1)) == 0);
         proc *p = find_work(w);
-        if (p == NULL && w->nunarmed > 0) {
-            arm_deferred(w); /* before idling: nothing else would arm them */
+        if (p == NULL && any_unarmed(rt)) {
+            arm_deferred(w, true); /* before idling */
             p = find_work(w);
         }
         if (p == NULL)
@@ -452,7 +502,9 @@ int scheduler_start(gs_runtime *rt)
         w->spare = w->running = NULL;
         atomic_init(&w->turns, 0);
         w->unarmed = NULL;
-        w->nunarmed = w->cap_unarmed = w->turns_since_arm = 0;
+        w->cap_unarmed = w->turns_since_arm = 0;
+        atomic_init(&w->nunarmed, 0);
+        atomic_init(&w->unarmed_lock, false);
         atomic_init(&w->messages, 0);
         atomic_init(&w->parks, 0);
         atomic_init(&w->suspended, 0);
