@@ -216,6 +216,18 @@ static void handle_call(proc *p, msg *m, const gs_msg *gm)
     apply_return(p, rc, "handle_call");
 }
 
+/* Monitor and link requests: the same whether the server runs or exits. */
+static void bookkeeping(proc *p, const msg *m)
+{
+    switch (m->kind) {
+    case MSG_MONITOR: monitors_on_monitor(p, m); break;
+    case MSG_DEMONITOR: monitors_on_demonitor(p, m); break;
+    case MSG_LINK: links_on_link(p, m); break;
+    case MSG_UNLINK: links_on_unlink(p, m); break;
+    default: break;
+    }
+}
+
 static void dispatch(proc *p, msg *m)
 {
     const gs_server_ops *ops = p->ops;
@@ -245,20 +257,14 @@ static void dispatch(proc *p, msg *m)
         on_idle_check(p, m);
         break;
     case MSG_MONITOR:
-        monitors_on_monitor(p, m);
-        break;
     case MSG_DEMONITOR:
-        monitors_on_demonitor(p, m);
+    case MSG_LINK:
+    case MSG_UNLINK:
+        bookkeeping(p, m);
         break;
     case MSG_DOWN:
         if (monitors_on_down(p, m) && ops->handle_info != NULL)
             apply_return(p, ops->handle_info(ctx_of(p), p->state, &gm), "handle_info");
-        break;
-    case MSG_LINK:
-        links_on_link(p, m);
-        break;
-    case MSG_UNLINK:
-        links_on_unlink(p, m);
         break;
     case MSG_EXIT:
         if (links_on_exit(p, m) && ops->handle_info != NULL)
@@ -283,16 +289,10 @@ static void settle_message(proc *p, msg *m)
         add_stop_waiter(p, m->ticket);
         break;
     case MSG_MONITOR:
-        monitors_on_monitor(p, m);
-        break;
     case MSG_DEMONITOR:
-        monitors_on_demonitor(p, m);
-        break;
     case MSG_LINK:
-        links_on_link(p, m);
-        break;
     case MSG_UNLINK:
-        links_on_unlink(p, m);
+        bookkeeping(p, m);
         break;
     case MSG_DOWN:
         monitors_drop_down(proc_rt(p), m);
