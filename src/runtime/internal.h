@@ -285,6 +285,7 @@ void proc_release(proc *p);
 void proc_open(proc *p, uint64_t extra_bits);
 void proc_close_begin(proc *p);
 void proc_close_end(proc *p);
+void proc_wait_senders(proc *p);
 int proc_table_init(gs_runtime *rt);
 proc *proc_table_at(gs_runtime *rt, uint32_t idx);
 uint32_t proc_table_high_water(gs_runtime *rt);

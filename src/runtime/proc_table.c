@@ -120,11 +120,12 @@ void proc_close_begin(proc *p)
     atomic_fetch_and_explicit(&p->ctl, ~CTL_OPEN, memory_order_acq_rel);
 }
 
-void proc_close_end(proc *p)
+/* Waits until no sender holds a reference (each is a few instructions
+ * into a push, unless it was preempted: bounded spin, then yields). The
+ * acquire load makes everything those senders wrote visible. */
+void proc_wait_senders(proc *p)
 {
-    atomic_fetch_and_explicit(&p->ctl, ~(CTL_OPEN | CTL_STOPPABLE | CTL_KILLED | CTL_OPTS | CTL_SHUTDOWN), memory_order_acq_rel);
     unsigned spins = 0;
-    /* acquire: see proc_release. */
     while ((atomic_load_explicit(&p->ctl, memory_order_acquire) & CTL_REFS_MASK) != 0) {
         if (++spins < 128) {
             cpu_relax();
@@ -135,6 +136,13 @@ void proc_close_end(proc *p)
             nanosleep(&ts, NULL);
         }
     }
+}
+
+void proc_close_end(proc *p)
+{
+    atomic_fetch_and_explicit(&p->ctl, ~(CTL_OPEN | CTL_STOPPABLE | CTL_KILLED | CTL_OPTS | CTL_SHUTDOWN),
+                              memory_order_acq_rel);
+    proc_wait_senders(p);
 }
 
 void proc_table_destroy(gs_runtime *rt)

@@ -332,7 +332,10 @@ static void proc_dispose(proc *p, bool run_terminate, int reason)
         set_current_proc(saved);
     }
     /* Names go before the slot closes to stop requests: whoever sees the
-     * pid dead (GS_ENOPROC, DOWN, EXIT) can register its name again. */
+     * pid dead (GS_ENOPROC, DOWN, EXIT) can register its name again. A
+     * gs_register that got in before the slot closed still holds its
+     * reference: wait for it, so that its name is seen and released. */
+    proc_wait_senders(p);
     registry_release(rt, p);
     proc_close_end(p);
     drain_mailbox(p);
