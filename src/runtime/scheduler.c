@@ -470,8 +470,14 @@ static void *worker_main(void *arg)
     if (w->spare != NULL)
         fiber_put(rt->fibers, w->spare);
     w->spare = NULL;
+    /* Other workers may still look at this list: empty it under its lock
+     * (every call is over by now: the runtime has no servers left). */
+    unarmed_lock(w);
     free(w->unarmed);
     w->unarmed = NULL;
+    w->cap_unarmed = 0;
+    atomic_store_explicit(&w->nunarmed, 0, memory_order_relaxed);
+    unarmed_unlock(w);
     fiber_home_destroy(&w->home);
     tl_worker = NULL;
     registry_thread_exit(); /* if this worker read the name table */
