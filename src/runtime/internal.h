@@ -175,6 +175,12 @@ typedef struct reply_slot {
 #define REPLY_SLOTS_MAX (1u << 22) /* one per concurrent waiter */
 
 /* ---- workers and the runtime ------------------------------------------ */
+/* A worker's last look at another worker's LIFO slot (scheduler.c). */
+typedef struct next_watch {
+    uint32_t turns;
+    bool had_next;
+} next_watch;
+
 typedef struct worker {
     runq rq;
     gs_runtime *rt;
@@ -182,6 +188,7 @@ typedef struct worker {
     pthread_t thread;
     uint32_t lifo_streak; /* LIFO-slot runs in a row, for fairness */
     _Atomic uint32_t turns; /* turns started: a thief sees whether the owner is stuck in one */
+    next_watch next_seen[GS_MAX_WORKERS]; /* this worker's watch over the others' LIFO slots */
     uint64_t rng;
     fiber_home home; /* the worker's own stack, which fibers return to */
     fiber *spare;    /* the fiber for the next turn */

@@ -218,11 +218,6 @@ static bool work_visible(worker *w)
     return false;
 }
 
-/* The spinner's last look at the other workers' LIFO slots. */
-typedef struct next_watch {
-    uint32_t turns;
-    bool had_next;
-} next_watch;
 
 /* Takes a LIFO slot whose owner has not started a turn since the last
  * look (it is stuck in a long callback): the slot is not stolen in
@@ -258,8 +253,7 @@ static proc *spin_for_work(worker *w)
         return NULL;
     uint64_t until = now_ns() + SPIN_NS;
     proc *p = NULL;
-    next_watch seen[GS_MAX_WORKERS];
-    memset(seen, 0, sizeof(next_watch) * rt->nworkers);
+    next_watch *seen = w->next_seen;
     for (unsigned i = 1; !atomic_load_explicit(&rt->exiting, memory_order_relaxed); i++) {
         if ((p = find_work(w)) != NULL)
             break;
@@ -284,6 +278,19 @@ static proc *spin_for_work(worker *w)
     return p;
 }
 
+/* Whether another worker's LIFO slot holds a server (it may be stuck
+ * behind a long callback: see steal_stuck_next). */
+static bool others_have_next(worker *w)
+{
+    gs_runtime *rt = w->rt;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        if (&rt->workers[i] != w && atomic_load_explicit(&rt->workers[i].rq.next, memory_order_relaxed) != NULL)
+            return true;
+    return false;
+}
+
+#define STUCK_RECHECK_NS 1000000u /* a parked worker looks again at LIFO slots after 1 ms */
+
 static void park(worker *w)
 {
     gs_runtime *rt = w->rt;
@@ -291,8 +298,17 @@ static void park(worker *w)
     uint32_t epoch = atomic_load_explicit(&rt->epoch, memory_order_acquire);
     atomic_fetch_add_explicit(&rt->sleepers, 1, memory_order_seq_cst);
     full_fence();
-    if (!atomic_load_explicit(&rt->exiting, memory_order_seq_cst) && !work_visible(w))
-        futex_wait_until(&rt->epoch, epoch, NULL);
+    if (!atomic_load_explicit(&rt->exiting, memory_order_seq_cst) && !work_visible(w)) {
+        /* A server in another worker's LIFO slot is not work we may take
+         * yet, but it may be stuck: then wake up soon and look again
+         * (the watch in next_seen survives, so the second look steals). */
+        if (others_have_next(w)) {
+            struct timespec at = ns_to_timespec(now_ns() + STUCK_RECHECK_NS);
+            futex_wait_until(&rt->epoch, epoch, &at);
+        } else {
+            futex_wait_until(&rt->epoch, epoch, NULL);
+        }
+    }
     atomic_fetch_sub_explicit(&rt->sleepers, 1, memory_order_seq_cst);
 }
 
@@ -507,6 +523,7 @@ int scheduler_start(gs_runtime *rt)
         w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
         w->spare = w->running = NULL;
         atomic_init(&w->turns, 0);
+        memset(w->next_seen, 0, sizeof w->next_seen);
         w->unarmed = NULL;
         w->cap_unarmed = w->turns_since_arm = 0;
         atomic_init(&w->nunarmed, 0);
