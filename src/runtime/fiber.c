@@ -322,11 +322,6 @@ void fiber_home_init(fiber_home *home)
     home->asan_size = 0;
 }
 
-void fiber_home_destroy(fiber_home *home)
-{
-    (void)home;
-}
-
 static void check_canary(const fiber *f)
 {
     if (f->guarded)

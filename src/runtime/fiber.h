@@ -59,7 +59,6 @@ void fiber_enter(fiber_home *home, fiber *f);
 void fiber_leave(fiber_home *home, fiber *f);
 
 void fiber_home_init(fiber_home *home);
-void fiber_home_destroy(fiber_home *home);
 
 /* The body every fiber runs: loops forever running f->proc and leaving
  * (defined by the scheduler). */

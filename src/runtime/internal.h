@@ -208,7 +208,6 @@ typedef struct worker {
 
 struct gs_runtime {
     uint32_t tag;
-    uint64_t serial;
     unsigned nworkers;
     worker *workers;
 

@@ -20,7 +20,6 @@
 /* Runtime tags (1..GS_MAX_RUNTIMES) in use: a tag is part of every pid. */
 static pthread_mutex_t tags_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool tags_used[GS_MAX_RUNTIMES + 1];
-static _Atomic uint64_t runtime_serial;
 gs_runtime *runtime_by_tag[GS_MAX_RUNTIMES + 1];
 
 static uint32_t tag_take(void)
@@ -65,7 +64,6 @@ int gs_runtime_start(gs_runtime **out, const gs_runtime_opts *opts)
         free(rt);
         return GS_ELIMIT;
     }
-    rt->serial = atomic_fetch_add(&runtime_serial, 1) + 1;
     runtime_by_tag[rt->tag] = rt; /* before any server exists: published with its pids */
     rt->nworkers = workers;
     atomic_init(&rt->live, 0);

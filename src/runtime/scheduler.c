@@ -494,7 +494,6 @@ static void *worker_main(void *arg)
     w->cap_unarmed = 0;
     atomic_store_explicit(&w->nunarmed, 0, memory_order_relaxed);
     unarmed_unlock(w);
-    fiber_home_destroy(&w->home);
     tl_worker = NULL;
     registry_thread_exit(); /* if this worker read the name table */
     return NULL;
