@@ -96,6 +96,43 @@ void pool_free(pool *p, uint32_t idx)
     idxstack_push(&p->free, idx, free_link, p);
 }
 
+int pool_alloc_cached(pool *p, pool_cache *c, uint32_t *idx)
+{
+    if (c == NULL)
+        return pool_alloc(p, idx);
+    if (c->n == 0) {
+        /* Refill in one burst: the shared stack's line stays here for it. */
+        while (c->n < POOL_CACHE_BATCH && idxstack_pop(&p->free, &c->idx[c->n], free_link, p))
+            c->n++;
+        if (c->n == 0)
+            return pool_alloc(p, idx); /* nothing free: a fresh record */
+    }
+    *idx = c->idx[--c->n];
+    return GS_OK;
+}
+
+void pool_free_cached(pool *p, pool_cache *c, uint32_t idx)
+{
+    if (c == NULL) {
+        pool_free(p, idx);
+        return;
+    }
+    if (c->n == POOL_CACHE_CAP) {
+        /* Hand the older half back in one burst; keep the recent (warm) half. */
+        for (uint32_t i = 0; i < POOL_CACHE_BATCH; i++)
+            pool_free(p, c->idx[i]);
+        memmove(c->idx, c->idx + POOL_CACHE_BATCH, (POOL_CACHE_CAP - POOL_CACHE_BATCH) * sizeof c->idx[0]);
+        c->n = POOL_CACHE_CAP - POOL_CACHE_BATCH;
+    }
+    c->idx[c->n++] = idx;
+}
+
+void pool_cache_drain(pool *p, pool_cache *c)
+{
+    while (c->n > 0)
+        pool_free(p, c->idx[--c->n]);
+}
+
 uint32_t pool_high_water(pool *p)
 {
     uint32_t n = atomic_load_explicit(&p->fresh, memory_order_acquire);

@@ -45,6 +45,27 @@ void *pool_at(pool *p, uint32_t idx);
 int pool_alloc(pool *p, uint32_t *idx);
 void pool_free(pool *p, uint32_t idx);
 
+/* A free-record cache owned by one thread (a worker, the timer thread):
+ * allocating and freeing through it touch no shared word, and it trades
+ * with the pool's shared stack POOL_CACHE_BATCH records at a time, so the
+ * shared stack's cache line moves between threads once per batch instead
+ * of once per record. Records parked in a cache are free but invisible to
+ * other threads: at most POOL_CACHE_CAP per cache. */
+#define POOL_CACHE_CAP 64
+#define POOL_CACHE_BATCH 32
+
+typedef struct pool_cache {
+    uint32_t n;
+    uint32_t idx[POOL_CACHE_CAP];
+} pool_cache;
+
+/* As pool_alloc / pool_free, through c (NULL: straight to the pool). */
+int pool_alloc_cached(pool *p, pool_cache *c, uint32_t *idx);
+void pool_free_cached(pool *p, pool_cache *c, uint32_t idx);
+
+/* Gives every record parked in c back to the pool. */
+void pool_cache_drain(pool *p, pool_cache *c);
+
 /* One past the highest index ever handed out. */
 uint32_t pool_high_water(pool *p);
 
