@@ -197,11 +197,16 @@ typedef struct worker {
      * most replies come within a few turns, so arming a timer for each
      * call is deferred (scheduler.c). Guarded by unarmed_lock, because an
      * idle or busy *other* worker arms them too: this worker may be stuck
-     * in a long callback right after the call suspended. */
+     * in a long callback right after the call suspended. Entries
+     * [0, old_unarmed) were deferred before the last promotion (the rest
+     * are young); promoted_at_ns is when that was. */
     struct deferred_timeout { ticket t; uint64_t deadline; } *unarmed;
-    uint32_t cap_unarmed, turns_since_arm;
+    uint32_t cap_unarmed, turns_since_arm, old_unarmed;
+    _Atomic uint64_t promoted_at_ns; /* relaxed: a hint outside the lock */
     _Atomic uint32_t nunarmed; /* read without the lock as a hint */
     atomic_bool unarmed_lock;
+    pool_cache reply_cache; /* free reply slots (reply.c) */
+    pool_cache timer_cache; /* free timer records (timers.c) */
     /* statistics: written by this worker, read by gs_runtime_stats_get */
     _Atomic uint64_t messages, parks, suspended, resumed, blocked;
 } worker;
@@ -278,6 +283,8 @@ static inline gs_runtime *proc_rt(const proc *p)
 extern _Thread_local worker *tl_worker __attribute__((tls_model("initial-exec")));
 extern _Thread_local proc *tl_proc __attribute__((tls_model("initial-exec")));
 worker *current_worker(void) __attribute__((noinline));
+/* The calling thread's worker if it is one of rt's, else NULL. */
+worker *worker_of(gs_runtime *rt);
 proc *current_proc(void) __attribute__((noinline));
 void set_current_proc(proc *p) __attribute__((noinline));
 
@@ -321,8 +328,10 @@ int scheduler_start(gs_runtime *rt);
 void scheduler_stop(gs_runtime *rt);
 void scheduler_make_runnable(gs_runtime *rt, proc *p);
 void scheduler_before_block(gs_runtime *rt);
-/* Arms (later) the timeout of a call suspended on this worker; GS_ENOMEM
- * if it could not even be remembered. */
+/* Arms (later, if the call is still waiting then) the timeout of a call
+ * suspended on this worker. Otherwise the caller arms it itself: GS_EAGAIN
+ * if the deadline is too near to defer, GS_ENOMEM if it could not even be
+ * remembered. */
 int scheduler_defer_timeout(worker *w, ticket t, uint64_t deadline);
 
 /* server.c */

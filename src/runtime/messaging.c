@@ -175,7 +175,8 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
     }
     /* The timeout goes on the wheel only if the reply is slow to come (the
      * timer thread then completes the call with GS_ETIMEDOUT, which
-     * resumes it); should even that bookkeeping fail, arm it now. */
+     * resumes it); a near deadline, or a failure of that bookkeeping, arms
+     * it now. */
     if (deadline != DEADLINE_NEVER && scheduler_defer_timeout(current_worker(), t, deadline) != GS_OK)
         (void)timers_arm_fn(rt, deadline, reply_timed_out, t.slot, t.seq, NULL);
     proc *cur = current_proc(); /* the server whose callback calls (maybe an init inside owner's) */

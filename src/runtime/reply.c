@@ -82,7 +82,8 @@ int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns,
                     struct async_req *async, ticket *out)
 {
     uint32_t idx;
-    int rc = pool_alloc(&rt->replies, &idx);
+    worker *w = worker_of(rt);
+    int rc = pool_alloc_cached(&rt->replies, w != NULL ? &w->reply_cache : NULL, &idx);
     if (rc != GS_OK)
         return rc;
     reply_slot *s = slot_at(rt, idx);
@@ -115,7 +116,8 @@ void reply_slot_release(gs_runtime *rt, reply_slot *s, uint32_t idx)
 static void slot_release(gs_runtime *rt, reply_slot *s, uint32_t idx)
 {
     atomic_store_explicit(&s->state, rs_word(s->seq, RS_IDLE), memory_order_relaxed);
-    pool_free(&rt->replies, idx);
+    worker *w = worker_of(rt);
+    pool_free_cached(&rt->replies, w != NULL ? &w->reply_cache : NULL, idx);
 }
 
 void reply_slot_abandon(gs_runtime *rt, ticket t)

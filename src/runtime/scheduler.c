@@ -47,6 +47,12 @@ __attribute__((noinline)) worker *current_worker(void)
     return tl_worker;
 }
 
+worker *worker_of(gs_runtime *rt)
+{
+    worker *w = current_worker();
+    return w != NULL && w->rt == rt ? w : NULL;
+}
+
 static proc *proc_of_link(mbox_node *n)
 {
     return (proc *)((char *)n - offsetof(proc, runq_link));
@@ -312,10 +318,25 @@ static void park(worker *w)
     atomic_fetch_sub_explicit(&rt->sleepers, 1, memory_order_seq_cst);
 }
 
-/* ---- deferred call timeouts (see worker.unarmed) ------------------------ */
+/* ---- deferred call timeouts (see worker.unarmed) ------------------------
+ *
+ * Most in-server calls are answered within a few hundred microseconds, so
+ * putting each one's timeout on the wheel (a timer record, a trip through
+ * the timer thread, a cancel) would cost more than the call. A suspended
+ * call's timeout is therefore only noted in its worker's list, in two
+ * generations: every DEFER_AGE_NS a promotion arms the calls of the old
+ * generation that still wait and makes the young one old. A timeout is thus
+ * armed between DEFER_AGE_NS and about twice that after its call began, and
+ * only if the call is slow; one due sooner than DEFER_NEAR_NS is armed at
+ * once (and young entries due that soon are armed at each promotion).
+ * Every worker promotes its own list every ARM_EVERY turns, everybody's
+ * every ARM_OTHERS_EVERY turns (its owner may be stuck in a long
+ * callback), and a worker about to idle arms every list whole. */
 
 #define ARM_EVERY 64u          /* turns between two looks at this worker's unarmed timeouts */
 #define ARM_OTHERS_EVERY 1024u /* ... and at the other workers' (also whenever idle) */
+#define DEFER_AGE_NS 500000u   /* a generation's age before its waiting calls are armed */
+#define DEFER_NEAR_NS 2000000u /* deadlines closer than this are armed at once */
 
 static void unarmed_lock(worker *w)
 {
@@ -332,6 +353,11 @@ static void unarmed_unlock(worker *w)
 
 int scheduler_defer_timeout(worker *w, ticket t, uint64_t deadline)
 {
+    /* promoted_at_ns <= now: a deadline near the last promotion is surely
+     * near now. (One that is near now but not near the last promotion is
+     * caught by the next promotion, which looks at young deadlines.) */
+    if (deadline < atomic_load_explicit(&w->promoted_at_ns, memory_order_relaxed) + DEFER_NEAR_NS)
+        return GS_EAGAIN; /* the caller arms it now */
     int rc = GS_OK;
     unarmed_lock(w);
     uint32_t n = atomic_load_explicit(&w->nunarmed, memory_order_relaxed);
@@ -353,38 +379,50 @@ int scheduler_defer_timeout(worker *w, ticket t, uint64_t deadline)
     return rc;
 }
 
-/* Puts the timeouts of v's calls that are still waiting on the wheel. */
-static void arm_deferred_of(worker *v)
+/* Arms d's timeout if its call still waits. False: keep d (out of memory,
+ * try again later). */
+static bool arm_one(gs_runtime *rt, const struct deferred_timeout *d)
+{
+    if (!reply_ticket_waiting(rt, d->t))
+        return true; /* answered already: no timer needed */
+    return timers_arm_fn(rt, d->deadline, reply_timed_out, d->t.slot, d->t.seq, NULL) == GS_OK;
+}
+
+/* Promotes v's list (see above); `all`: arms every waiting call, young or
+ * old (before idling, when nobody may look again for a long time). */
+static void arm_deferred_of(worker *v, bool all)
 {
     if (atomic_load_explicit(&v->nunarmed, memory_order_relaxed) == 0)
         return;
+    uint64_t now = now_ns();
+    if (!all && now - atomic_load_explicit(&v->promoted_at_ns, memory_order_relaxed) < DEFER_AGE_NS)
+        return; /* unlocked read: a stale value only delays the promotion */
     unarmed_lock(v);
     uint32_t n = atomic_load_explicit(&v->nunarmed, memory_order_relaxed), kept = 0;
+    uint32_t old = all ? n : v->old_unarmed;
     for (uint32_t i = 0; i < n; i++) {
         struct deferred_timeout *d = &v->unarmed[i];
-        if (!reply_ticket_waiting(v->rt, d->t))
-            continue; /* answered already: no timer needed */
-        if (timers_arm_fn(v->rt, d->deadline, reply_timed_out, d->t.slot, d->t.seq, NULL) != GS_OK)
-            v->unarmed[kept++] = *d; /* out of memory: try again later */
+        bool arm_now = i < old || d->deadline < now + DEFER_NEAR_NS;
+        if (arm_now && arm_one(v->rt, d))
+            continue;
+        v->unarmed[kept++] = *d; /* young, or not armed for lack of memory */
     }
+    v->old_unarmed = kept; /* what stays is the old generation now */
+    atomic_store_explicit(&v->promoted_at_ns, now, memory_order_relaxed);
     atomic_store_explicit(&v->nunarmed, kept, memory_order_relaxed);
     unarmed_unlock(v);
 }
 
-/* Deferred timeouts: a worker arms its own every ARM_EVERY turns, and
- * every worker's whenever it idles or every ARM_OTHERS_EVERY turns, so a
- * timeout is armed soon even while the worker that suspended the call is
- * stuck in a long callback (another worker arms it; looking at the other
- * workers' lists rarely keeps their locks' cache lines where they are). */
-static void arm_deferred(worker *w, bool others)
+/* This worker's list, and every worker's if `others`. */
+static void arm_deferred(worker *w, bool others, bool all)
 {
     gs_runtime *rt = w->rt;
     if (!others) {
-        arm_deferred_of(w);
+        arm_deferred_of(w, all);
         return;
     }
     for (unsigned i = 0; i < rt->nworkers; i++)
-        arm_deferred_of(&rt->workers[i]);
+        arm_deferred_of(&rt->workers[i], all);
 }
 
 static bool any_unarmed(gs_runtime *rt)
@@ -469,10 +507,10 @@ static void *worker_main(void *arg)
     fiber_home_init(&w->home);
     while (!atomic_load_explicit(&rt->exiting, memory_order_acquire)) {
         if ((++w->turns_since_arm & (ARM_EVERY - 1)) == 0)
-            arm_deferred(w, (w->turns_since_arm & (ARM_OTHERS_EVERY - 1)) == 0);
+            arm_deferred(w, (w->turns_since_arm & (ARM_OTHERS_EVERY - 1)) == 0, false);
         proc *p = find_work(w);
         if (p == NULL && any_unarmed(rt)) {
-            arm_deferred(w, true); /* before idling */
+            arm_deferred(w, true, true); /* before idling */
             p = find_work(w);
         }
         if (p == NULL)
@@ -491,7 +529,7 @@ static void *worker_main(void *arg)
     unarmed_lock(w);
     free(w->unarmed);
     w->unarmed = NULL;
-    w->cap_unarmed = 0;
+    w->cap_unarmed = w->old_unarmed = 0;
     atomic_store_explicit(&w->nunarmed, 0, memory_order_relaxed);
     unarmed_unlock(w);
     tl_worker = NULL;
@@ -524,7 +562,9 @@ int scheduler_start(gs_runtime *rt)
         atomic_init(&w->turns, 0);
         memset(w->next_seen, 0, sizeof w->next_seen);
         w->unarmed = NULL;
-        w->cap_unarmed = w->turns_since_arm = 0;
+        w->cap_unarmed = w->turns_since_arm = w->old_unarmed = 0;
+        atomic_init(&w->promoted_at_ns, now_ns());
+        w->reply_cache.n = w->timer_cache.n = 0;
         atomic_init(&w->nunarmed, 0);
         atomic_init(&w->unarmed_lock, false);
         atomic_init(&w->messages, 0);
