@@ -14,18 +14,23 @@
 #define WHEEL_LEVEL_BITS 6
 #define WHEEL_SLOTS (1u << WHEEL_LEVEL_BITS) /* 64 slots per level */
 #define WHEEL_LEVELS 11                      /* 66 bits: every uint64_t deadline has a level */
+#define WHEEL_SUB_BITS 3
+#define WHEEL_SUBS (1u << WHEEL_SUB_BITS) /* (at most 16) parts of a slot above level 0, cascaded one at a time */
 
 typedef struct wheel_timer {
-    struct wheel_timer *prev, *next; /* in a slot's list (circular, through the slot head) */
+    struct wheel_timer *prev, *next; /* in a slot part's list (circular, through its head) */
     uint64_t deadline;               /* in ticks */
-    uint8_t level, slot;
+    uint8_t level, slot, sub;
 } wheel_timer;
 
 typedef struct wheel {
-    uint64_t now;                        /* current tick: everything <= now has fired */
-    uint64_t occupied[WHEEL_LEVELS];     /* bit s set: slot s of the level is non-empty */
-    wheel_timer heads[WHEEL_LEVELS][WHEEL_SLOTS]; /* list sentinels */
+    uint64_t now;                              /* current tick: everything <= now has fired */
+    uint64_t occupied[WHEEL_LEVELS];           /* bit s set: slot s of the level is non-empty */
+    uint16_t parts[WHEEL_LEVELS][WHEEL_SLOTS]; /* bit p set: part p of the slot is non-empty */
+    wheel_timer heads[WHEEL_LEVELS][WHEEL_SLOTS][WHEEL_SUBS]; /* list sentinels (level 0: part 0 only) */
     uint64_t count;
+    wheel_timer *warm_next; /* wheel_warm's place in the next cascade's list, or NULL */
+    wheel_timer *warm_head; /* ... and that list's head */
 } wheel;
 
 typedef void (*wheel_fire_fn)(wheel_timer *t, void *ctx);
@@ -46,8 +51,18 @@ uint64_t wheel_next_tick(const wheel *w);
 
 /* Moves the clock to `now` (never backwards) and calls fire for every
  * timer whose deadline is <= now, in deadline order (equal deadlines in
- * insertion order). fire may insert timers but must not remove any.
+ * no particular order). fire may insert timers but must not remove any.
  * Returns how many fired. */
 uint64_t wheel_advance(wheel *w, uint64_t now, wheel_fire_fn fire, void *ctx);
+
+/* The first tick at which a slot part above level 0 cascades (UINT64_MAX
+ * if none), and a walk through that part's timers, at most `budget` of
+ * them per call, that loads each one: with a million timers a cascade is
+ * a chase through cold memory (a cache miss per timer); warming its
+ * timers ahead, while the owner has nothing else to do, lets the cascade
+ * itself find them in cache. Returns how many timers it loaded (0:
+ * nothing, or all of it, is warm). */
+uint64_t wheel_next_cascade(const wheel *w);
+unsigned wheel_warm(wheel *w, unsigned budget);
 
 #endif
