@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "genserver.h"
 
@@ -23,13 +24,57 @@ int pool_init(pool *p, size_t rec_size, size_t link_offset, uint32_t chunk_shift
     return GS_OK;
 }
 
+/* Chunk memory. Big chunks are mapped, not allocated: the kernel hands
+ * out zeroed pages as they are first touched, so a chunk costs no memset
+ * and no memory for records never used; huge chunks ask for transparent
+ * huge pages, so a million timers take a few dozen page faults instead of
+ * tens of thousands. */
+#define CHUNK_MAP_MIN ((size_t)64 << 10)
+#define HUGE_PAGE ((size_t)2 << 20)
+
+static unsigned char *chunk_alloc(size_t bytes)
+{
+    if (bytes < CHUNK_MAP_MIN) {
+        unsigned char *c = gs_aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        if (c != NULL)
+            memset(c, 0, bytes); /* all-zero is every record's initial state */
+        return c;
+    }
+    if (alloc_should_fail())
+        return NULL;
+    size_t extra = bytes >= HUGE_PAGE ? HUGE_PAGE : 0; /* room to align to a huge page */
+    unsigned char *m = mmap(NULL, bytes + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return NULL;
+    if (extra == 0)
+        return m;
+    uintptr_t aligned = ((uintptr_t)m + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+    size_t head = aligned - (uintptr_t)m;
+    if (head > 0)
+        munmap(m, head);
+    if (extra - head > 0)
+        munmap((unsigned char *)aligned + bytes, extra - head);
+    (void)madvise((void *)aligned, bytes, MADV_HUGEPAGE); /* a hint: fine if refused */
+    return (unsigned char *)aligned;
+}
+
+static void chunk_free(unsigned char *c, size_t bytes)
+{
+    if (c == NULL)
+        return;
+    if (bytes < CHUNK_MAP_MIN)
+        free(c);
+    else
+        munmap(c, bytes);
+}
+
 void pool_destroy(pool *p)
 {
     if (p->chunks == NULL)
         return;
     uint32_t nchunks = (p->max_records + (1u << p->chunk_shift) - 1) >> p->chunk_shift;
     for (uint32_t i = 0; i < nchunks; i++)
-        free(atomic_load_explicit(&p->chunks[i], memory_order_relaxed));
+        chunk_free(atomic_load_explicit(&p->chunks[i], memory_order_relaxed), p->rec_size << p->chunk_shift);
     free(p->chunks);
     p->chunks = NULL;
     pthread_mutex_destroy(&p->grow_lock);
@@ -62,14 +107,11 @@ static int ensure_chunk(pool *p, uint32_t idx)
     int rc = GS_OK;
     pthread_mutex_lock(&p->grow_lock);
     if (atomic_load_explicit(slot, memory_order_relaxed) == NULL) {
-        size_t bytes = p->rec_size << p->chunk_shift;
-        unsigned char *chunk = gs_aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-        if (chunk == NULL) {
+        unsigned char *chunk = chunk_alloc(p->rec_size << p->chunk_shift);
+        if (chunk == NULL)
             rc = GS_ENOMEM;
-        } else {
-            memset(chunk, 0, bytes); /* all-zero is every record's initial state */
+        else
             atomic_store_explicit(slot, chunk, memory_order_release);
-        }
     }
     pthread_mutex_unlock(&p->grow_lock);
     return rc;
