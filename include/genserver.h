@@ -156,6 +156,8 @@ typedef struct gs_runtime_stats {
     uint64_t stacks_in_use;   /* fiber stacks held: suspended callbacks + a spare per worker */
     uint64_t servers;         /* live servers */
     uint64_t workers;
+    uint64_t timers;          /* timers the timer thread holds: armed ones it has taken in,
+                                 and cancelled ones whose memory it has not freed yet */
 } gs_runtime_stats;
 
 /* GS_OK, or GS_EINVAL for a NULL argument. */
@@ -334,7 +336,9 @@ typedef uint64_t gs_timer;
 
 /* Delivers a copy of (tag, data, len) to `to`'s handle_info after delay_ms
  * (0: as soon as possible), with sender GS_NOPID. Never early; late by at
- * most about a millisecond while the runtime keeps up. *out (may be NULL)
+ * most about 1/8 ms plus the OS's wake-up while the runtime keeps up.
+ * Timers that come due in the same 1/8 ms may arrive in any order (timers
+ * armed in order with the same delay arrive in order). *out (may be NULL)
  * gets a handle for gs_cancel_timer. A timer whose target stops is
  * cancelled with it. Returns GS_OK, GS_ENOPROC (`to` is not a live
  * server), GS_EINVAL (rt NULL, data NULL with len > 0, a runtime tag,
@@ -343,7 +347,8 @@ int gs_send_after(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, siz
                   gs_timer *out);
 
 /* Cancels a timer. Returns GS_OK if it was cancelled before firing (its
- * message will never be delivered), GS_ENOENT if it already fired, was
+ * message will never be delivered, and its memory is freed soon, not at
+ * its deadline), GS_ENOENT if it already fired, was
  * already cancelled, its server stopped, or it never existed; GS_EINVAL
  * for a NULL rt. Any thread. A timer that fires while it is being
  * cancelled has exactly one outcome: delivered and GS_ENOENT, or not

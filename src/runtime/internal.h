@@ -349,6 +349,7 @@ int timeout_to_deadline(int timeout_ms, uint64_t *deadline_ns);
 int timers_start(gs_runtime *rt);
 void timers_stop(gs_runtime *rt);
 void timers_purge(gs_runtime *rt, proc *p);
+uint64_t timer_service_held(gs_runtime *rt); /* timer_thread.c */
 int timers_arm_idle(proc *p, uint64_t deadline_ns, gs_timer *out);
 /* Calls fn(rt, a, b) on the timer thread at deadline_ns (unless cancelled). */
 int timers_arm_fn(gs_runtime *rt, uint64_t deadline_ns, void (*fn)(gs_runtime *, uint64_t, uint64_t), uint64_t a,

@@ -619,5 +619,6 @@ int gs_runtime_stats_get(gs_runtime *rt, gs_runtime_stats *out)
     out->stacks_in_use = fiber_pool_in_use(rt->fibers);
     out->servers = atomic_load_explicit(&rt->live, memory_order_relaxed);
     out->workers = rt->nworkers;
+    out->timers = timer_service_held(rt);
     return GS_OK;
 }

@@ -1,31 +1,36 @@
 /* timers.c - the timer service: send_after, cancel, idle timeouts.
  *
  * Problem: any thread may arm or cancel timers, a million may be pending,
- * each must fire no earlier than its deadline and about a tick late at
- * most, and an idle runtime must sleep.
+ * arming must cost about as much as a cast, each timer must fire no
+ * earlier than its deadline and only a little later, and an idle runtime
+ * must sleep.
  *
- * Design: one timer thread owns the wheel (wheel.c, 1 ms ticks), so the
- * wheel needs no lock. Timer records live in a type-stable pool; a handle
- * is generation | runtime tag | index, checked against the record's own
- * generation.
- *   - Arming (any thread) fills a record, sets it PENDING and pushes it on
- *     the service's inbox (injectq: one atomic exchange). If the timer
- *     thread sleeps past the new deadline, it is woken (Dekker between the
- *     push and the `sleeping` flag, as in reply.c).
- *   - The timer thread drains the inbox into the wheel, advances the wheel
- *     to the current tick, and sleeps on a futex until the next occupied
- *     tick: no tick runs when nothing is due.
- *   - Firing and cancelling race on the record's state word: both CAS from
- *     PENDING (to DONE or to CANCELLED), so exactly one wins and both
- *     parties agree on the outcome. A cancelled record is freed lazily by
- *     the timer thread (when drained or when its tick comes).
- *   - The message a timer delivers is allocated when it is armed, so firing
- *     cannot fail for lack of memory.
+ * Design: one timer thread owns the wheel (wheel.c, 1 ms ticks) and the
+ * tick it is serving, split into sub-tick buckets (timer_thread.c), so
+ * neither needs a lock. Timer records live in a type-stable pool (taken
+ * through the arming worker's cache, freed into the timer thread's); a
+ * handle is generation | runtime tag | index, checked against the
+ * record's own generation. This file is the arming side, any thread:
+ *   - Arming fills a record (a payload up to TIMER_INLINE_MAX bytes sits
+ *     in it: no allocation; the message is made when the timer fires, and
+ *     a failure there retries a tick later), sets it PENDING and pushes it
+ *     on the service's inbox (one atomic exchange). If the timer thread
+ *     sleeps past the new deadline, it is woken (Dekker between the push
+ *     and the `sleeping` flag, as in reply.c). The target is checked with
+ *     one load of its control word, without taking a reference: the timer
+ *     thread checks again when it takes the record in (see purge below).
+ *   - Firing, cancelling and draining race on the record's state word
+ *     (generation | DRAINED | PENDING/DONE/CANCELLED), one CAS each, so
+ *     exactly one party owns each outcome. A timer cancelled before the
+ *     timer thread took it in is freed by the drain; one cancelled later is
+ *     pushed to the inbox again as a removal request, so its memory is
+ *     freed at once rather than at its deadline.
  *   - A server that had timers asks, when it exits, for a purge: the timer
  *     thread walks the slot's list of timers (kept by the timer thread in
- *     the proc) and frees those aimed at the dead pid. gs_cancel_timer on
- *     such a timer returns GS_ENOENT even before the purge ran, because it
- *     checks that the target is still alive.
+ *     the proc) and frees those aimed at the dead pid; a timer that reaches
+ *     the thread after the purge finds its target dead and is freed then.
+ *     gs_cancel_timer on such a timer returns GS_ENOENT even before the
+ *     purge ran, because it checks that the target is still alive.
  *   - Idle timeouts cost nothing per message: the server records when it
  *     last handled one (once per scheduling turn), and one timer, armed for
  *     last_activity + idle, checks on arrival whether silence really
@@ -39,94 +44,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "futex.h"
-#include "internal.h"
 #include "alloc.h"
-
-#define TIMER_CHUNK_SHIFT 12
-#define TIMER_MAX (1u << 24) /* pending timers per runtime */
-#define NS_PER_TICK 1000000u
-
-enum { TS_FREE = 0, TS_PENDING = 1, TS_DONE = 2, TS_CANCELLED = 3 };
-enum { TK_SEND, TK_PURGE, TK_FN };
-
-typedef struct timer_rec {
-    _Atomic uint64_t state; /* generation << 2 | TS_* */
-    mbox_node inbox_link;
-    wheel_timer wt;
-    struct timer_rec *proc_prev, *proc_next; /* the target slot's list */
-    /* Atomic because gs_cancel_timer reads it while the record may be
-     * recycled under it (the generation check discards such a read). */
-    _Atomic gs_pid target;
-    msg *m; /* TK_SEND: what to deliver */
-    void (*fn)(gs_runtime *, uint64_t, uint64_t); /* TK_FN: what to call, with a, b */
-    uint64_t a, b;
-    uint64_t deadline; /* tick */
-    uint32_t idx;
-    _Atomic uint8_t kind; /* atomic: gs_cancel_timer reads it like target */
-    bool in_list; /* linked in the target's list (timer thread only) */
-    _Atomic uint32_t free_link;
-} timer_rec;
-
-typedef struct timer_service {
-    injectq inbox;
-    pool recs;
-    uint64_t base_ns; /* tick 0 */
-    pthread_t thread;
-    wheel wheel; /* the timer thread only */
-    alignas(64) _Atomic uint32_t bell;
-    _Atomic uint32_t sleeping;
-    _Atomic uint64_t sleep_until; /* tick the sleeping thread wakes at */
-    atomic_bool quit;
-} timer_service;
-
-static inline uint64_t state_word(uint64_t gen, unsigned st)
-{
-    return gen << 2 | st;
-}
+#include "futex.h"
+#include "timer_service.h"
 
 static inline gs_timer handle_make(gs_runtime *rt, uint32_t gen, uint32_t idx)
 {
     return (gs_timer)gen << 32 | (gs_timer)rt->tag << PID_INDEX_BITS | idx;
 }
 
-static uint64_t tick_of_ns(timer_service *ts, uint64_t ns)
+/* The arming thread's record cache: a worker's own, else none. */
+static pool_cache *arming_cache(gs_runtime *rt)
 {
-    return ns <= ts->base_ns ? 0 : (ns - ts->base_ns) / NS_PER_TICK;
-}
-
-/* The first tick at which `ns` has passed: never early. */
-static uint64_t tick_ceil_of_ns(timer_service *ts, uint64_t ns)
-{
-    return ns <= ts->base_ns ? 0 : (ns - ts->base_ns + NS_PER_TICK - 1) / NS_PER_TICK;
-}
-
-static timer_rec *rec_from_wheel(wheel_timer *wt)
-{
-    return (timer_rec *)((char *)wt - offsetof(timer_rec, wt));
-}
-
-static timer_rec *rec_from_inbox(mbox_node *n)
-{
-    return (timer_rec *)((char *)n - offsetof(timer_rec, inbox_link));
+    worker *w = worker_of(rt);
+    return w != NULL ? &w->timer_cache : NULL;
 }
 
 /* ---- arming (any thread) -------------------------------------------- */
 
-static int rec_new(timer_service *ts, uint8_t kind, timer_rec **out, uint64_t *gen_out)
+static int rec_new(gs_runtime *rt, uint8_t kind, timer_rec **out, uint64_t *gen_out)
 {
+    timer_service *ts = rt->timers;
     uint32_t idx;
-    int rc = pool_alloc(&ts->recs, &idx);
+    int rc = pool_alloc_cached(&ts->recs, arming_cache(rt), &idx);
     if (rc != GS_OK)
         return rc == GS_ELIMIT ? GS_EAGAIN : rc;
     timer_rec *r = pool_at(&ts->recs, idx);
     r->idx = idx;
     atomic_store_explicit(&r->kind, kind, memory_order_relaxed);
-    r->m = NULL;
     r->in_list = false;
+    r->where = AT_NOWHERE;
     /* The generation is bumped at each use; the record is not visible to
      * anybody with the new generation until its handle is returned. */
-    uint64_t gen = (atomic_load_explicit(&r->state, memory_order_relaxed) >> 2) + 1;
+    uint64_t gen = (atomic_load_explicit(&r->state, memory_order_relaxed) >> ST_GEN_SHIFT) + 1;
     gen &= 0xFFFFFFFFu; /* handles carry 32 bits */
     if (gen == 0)
         gen = 1;
@@ -135,42 +85,72 @@ static int rec_new(timer_service *ts, uint8_t kind, timer_rec **out, uint64_t *g
     return GS_OK;
 }
 
-/* Pushes r to the timer thread, waking it if it sleeps past `deadline`. */
-static void submit(timer_service *ts, timer_rec *r, uint64_t deadline)
+/* Gives back a record that was never published (its state word still
+ * holds the previous generation, so old handles keep failing). */
+static void rec_unpublished_free(gs_runtime *rt, timer_rec *r)
+{
+    pool_free_cached(&rt->timers->recs, arming_cache(rt), r->idx);
+}
+
+/* Pushes r to the timer thread, waking it if it sleeps past `deadline_ns`. */
+static void submit(timer_service *ts, timer_rec *r, uint64_t deadline_ns)
 {
     injectq_push(&ts->inbox, &r->inbox_link); /* seq_cst exchange */
-    full_fence();
-    /* Dekker with the timer thread: it stores sleep_until and sleeping,
-     * then re-checks the inbox. */
-    if (atomic_load_explicit(&ts->sleeping, memory_order_seq_cst) &&
-        deadline < atomic_load_explicit(&ts->sleep_until, memory_order_seq_cst)) {
+    /* Dekker with the timer thread, which stores sleep_until_ns and
+     * sleeping (seq_cst), then re-checks the inbox: with the exchange
+     * above and these loads all seq_cst, one of the two sees the other. */
+    if (!atomic_load_explicit(&ts->sleeping, memory_order_seq_cst))
+        return;
+    /* relaxed backlog: only a count; the thread zeroes it before it sleeps. */
+    if (deadline_ns < atomic_load_explicit(&ts->sleep_until_ns, memory_order_seq_cst) ||
+        atomic_fetch_add_explicit(&ts->backlog, 1, memory_order_relaxed) + 1 == BACKLOG_WAKE) {
         atomic_fetch_add_explicit(&ts->bell, 1, memory_order_release);
         futex_wake(&ts->bell, 1);
     }
 }
 
-/* Arms a TK_SEND timer delivering m to p (which the caller keeps alive:
- * a reference, or p is the running server). */
-static int arm_send(gs_runtime *rt, proc *p, msg *m, uint64_t deadline_ns, gs_timer *out)
+/* Arms a TK_SEND timer delivering (msg_kind, tag, data, len) to pid, whose
+ * slot is p. */
+static int arm_send(gs_runtime *rt, proc *p, gs_pid pid, uint8_t msg_kind, uint32_t tag, const void *data,
+                    size_t len, uint64_t deadline_ns, gs_timer *out)
 {
-    timer_service *ts = rt->timers;
     timer_rec *r;
     uint64_t gen;
-    int rc = rec_new(ts, TK_SEND, &r, &gen);
+    int rc = rec_new(rt, TK_SEND, &r, &gen);
     if (rc != GS_OK)
         return rc;
-    atomic_store_explicit(&r->target, p->pid, memory_order_relaxed);
-    r->m = m;
-    r->deadline = tick_ceil_of_ns(ts, deadline_ns);
+    atomic_store_explicit(&r->target, pid, memory_order_relaxed);
+    r->deadline_ns = deadline_ns;
+    r->msg_kind = msg_kind;
+    r->tag = tag;
+    r->inline_data = len <= TIMER_INLINE_MAX;
+    if (r->inline_data) {
+        r->len = (uint8_t)len;
+        if (len > 0)
+            memcpy(r->u.data, data, len);
+    } else {
+        /* Too big to sit inline: allocated now, so that firing needs no
+         * large allocation. */
+        msg *m = msg_new(rt, msg_kind, tag, data, len);
+        if (m == NULL) {
+            rec_unpublished_free(rt, r);
+            return GS_ENOMEM;
+        }
+        m->sender = GS_NOPID; /* timers deliver as the runtime */
+        r->u.m = m;
+    }
     /* release: the record's fields are visible to whoever acquires the
      * state (the timer thread via the inbox, a canceller via its CAS). */
     atomic_store_explicit(&r->state, state_word(gen, TS_PENDING), memory_order_release);
-    /* Before the server can exit (the caller holds it alive): its exit sees
-     * the flag and asks for a purge after this submission. */
-    atomic_store_explicit(&p->has_timers, true, memory_order_relaxed);
+    /* Tell the server's exit to ask for a purge. Only the first timer
+     * writes (the flag's line is shared with senders). A server that exits
+     * before this store, or whose purge overtakes this record in the
+     * inbox, is found dead when the timer thread takes the record in. */
+    if (!atomic_load_explicit(&p->has_timers, memory_order_relaxed))
+        atomic_store_explicit(&p->has_timers, true, memory_order_seq_cst);
     if (out != NULL)
         *out = handle_make(rt, (uint32_t)gen, r->idx);
-    submit(ts, r, r->deadline);
+    submit(rt->timers, r, deadline_ns);
     return GS_OK;
 }
 
@@ -182,32 +162,10 @@ int gs_send_after(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, siz
         return GS_EINVAL;
     if (len > GS_MSG_MAX)
         return GS_EMSGSIZE;
+    if (to == GS_NOPID || pid_tag(to) != rt->tag || !target_alive(rt, to))
+        return GS_ENOPROC;
     uint64_t deadline_ns = now_ns() + (uint64_t)delay_ms * 1000000u;
-    msg *m = msg_new(rt, MSG_INFO, tag, data, len);
-    if (m == NULL)
-        return GS_ENOMEM;
-    m->sender = GS_NOPID; /* timers deliver as the runtime */
-    proc *p;
-    int rc = proc_acquire(rt, to, CTL_OPEN, &p);
-    if (rc != GS_OK) {
-        free(m);
-        return rc;
-    }
-    rc = arm_send(rt, p, m, deadline_ns, out);
-    proc_release(p);
-    if (rc != GS_OK)
-        free(m);
-    return rc;
-}
-
-/* Whether pid is a live server right now. */
-static bool target_alive(gs_runtime *rt, gs_pid pid)
-{
-    proc *p = proc_table_at(rt, pid_index(pid));
-    if (p == NULL)
-        return false;
-    uint64_t w = atomic_load_explicit(&p->ctl, memory_order_acquire);
-    return (uint32_t)(w >> 32) == pid_gen(pid) && (w & CTL_OPEN) != 0;
+    return arm_send(rt, proc_table_at(rt, pid_index(to)), to, MSG_INFO, tag, data, len, deadline_ns, out);
 }
 
 int gs_cancel_timer(gs_runtime *rt, gs_timer t)
@@ -216,23 +174,34 @@ int gs_cancel_timer(gs_runtime *rt, gs_timer t)
         return GS_EINVAL;
     if (pid_tag(t) != rt->tag || rt->timers == NULL)
         return GS_ENOENT;
-
     timer_rec *r = pool_at(&rt->timers->recs, pid_index(t));
     if (r == NULL)
         return GS_ENOENT;
-    uint64_t expected = state_word(t >> 32, TS_PENDING);
+    uint64_t gen = t >> 32;
     /* acquire: the target was stored before PENDING (release). Read it
      * before the CAS: once cancelled, the record may be recycled at once.
      * If the CAS succeeds, the state did not change in between (every use
      * has its own generation), so the target read is this timer's. */
-    if (atomic_load_explicit(&r->state, memory_order_acquire) != expected)
-        return GS_ENOENT;
+    uint64_t w = atomic_load_explicit(&r->state, memory_order_acquire);
     gs_pid target = atomic_load_explicit(&r->target, memory_order_relaxed);
     uint8_t kind = atomic_load_explicit(&r->kind, memory_order_relaxed);
-    /* The CAS against the timer thread's PENDING -> DONE has one winner. */
-    if (!atomic_compare_exchange_strong_explicit(&r->state, &expected, state_word(t >> 32, TS_CANCELLED),
-                                                 memory_order_acq_rel, memory_order_relaxed))
-        return GS_ENOENT;
+    for (;;) {
+        if (w != state_word(gen, TS_PENDING) && w != state_word(gen, TS_PENDING | ST_DRAINED))
+            return GS_ENOENT; /* fired, cancelled, or another timer's record now */
+        /* acq_rel against the timer thread's CAS (PENDING -> DRAINED,
+         * PENDING -> DONE): one winner. On failure w is reloaded: the
+         * only change that keeps the timer cancellable is DRAINED. */
+        if (atomic_compare_exchange_weak_explicit(&r->state, &w, (w & ~(uint64_t)3) | TS_CANCELLED,
+                                                  memory_order_acq_rel, memory_order_acquire))
+            break;
+    }
+    /* Taken in already: ask the timer thread to unlink and free it now
+     * (the record stays ours to push: the thread frees a DRAINED and
+     * CANCELLED record only when this request arrives). A sleeping thread
+     * is woken: a far timer would otherwise hold its memory until the
+     * thread next wakes, perhaps for hours. */
+    if (w & ST_DRAINED)
+        submit(rt->timers, r, 0);
     /* The target's death already made the timer harmless: report it as
      * gone, as promised (its record is freed by the purge). Internal
      * timers (call timeouts) have no target. */
@@ -242,21 +211,20 @@ int gs_cancel_timer(gs_runtime *rt, gs_timer t)
 int timers_arm_fn(gs_runtime *rt, uint64_t deadline_ns, void (*fn)(gs_runtime *, uint64_t, uint64_t), uint64_t a,
                   uint64_t b, gs_timer *out)
 {
-    timer_service *ts = rt->timers;
     timer_rec *r;
     uint64_t gen;
-    int rc = rec_new(ts, TK_FN, &r, &gen);
+    int rc = rec_new(rt, TK_FN, &r, &gen);
     if (rc != GS_OK)
         return rc;
     atomic_store_explicit(&r->target, GS_NOPID, memory_order_relaxed);
-    r->fn = fn;
-    r->a = a;
-    r->b = b;
-    r->deadline = tick_ceil_of_ns(ts, deadline_ns);
+    r->u.call.fn = fn;
+    r->u.call.a = a;
+    r->u.call.b = b;
+    r->deadline_ns = deadline_ns;
     atomic_store_explicit(&r->state, state_word(gen, TS_PENDING), memory_order_release);
     if (out != NULL)
         *out = handle_make(rt, (uint32_t)gen, r->idx);
-    submit(ts, r, r->deadline);
+    submit(rt->timers, r, deadline_ns);
     return GS_OK;
 }
 
@@ -274,14 +242,7 @@ int timers_arm_idle(proc *p, uint64_t deadline_ns, gs_timer *out)
     /* The message names the arming (idle_seq): a check that was already
      * queued when the timeout changed is recognised as stale. */
     uint64_t seq = ++p->extra->idle_seq;
-    msg *m = msg_new(proc_rt(p), MSG_IDLE, GS_TAG_TIMEOUT, &seq, sizeof seq);
-    if (m == NULL)
-        return GS_ENOMEM;
-    m->sender = GS_NOPID;
-    int rc = arm_send(proc_rt(p), p, m, deadline_ns, out);
-    if (rc != GS_OK)
-        free(m);
-    return rc;
+    return arm_send(proc_rt(p), p, p->pid, MSG_IDLE, GS_TAG_TIMEOUT, &seq, sizeof seq, deadline_ns, out);
 }
 
 void gs_set_idle_timeout(gs_ctx *ctx, int ms)
@@ -320,152 +281,23 @@ void gs_set_idle_timeout(gs_ctx *ctx, int ms)
 
 void timers_purge(gs_runtime *rt, proc *p)
 {
-    if (!atomic_load_explicit(&p->has_timers, memory_order_relaxed))
+    /* After the slot closed: an arming thread that set the flag later
+     * pushes its record later too, and the timer thread then finds the
+     * target dead when it takes the record in. */
+    full_fence();
+    if (!atomic_load_explicit(&p->has_timers, memory_order_seq_cst))
         return;
     atomic_store_explicit(&p->has_timers, false, memory_order_relaxed);
-    timer_service *ts = rt->timers;
     timer_rec *r;
     uint64_t gen;
-    if (rec_new(ts, TK_PURGE, &r, &gen) != GS_OK)
+    if (rec_new(rt, TK_PURGE, &r, &gen) != GS_OK)
         return; /* its timers are freed when they come due instead */
     atomic_store_explicit(&r->target, p->pid, memory_order_relaxed);
     atomic_store_explicit(&r->state, state_word(gen, TS_PENDING), memory_order_release);
-    submit(ts, r, 0); /* 0: wake the thread now, memory is waiting */
+    submit(rt->timers, r, 0); /* 0: wake the thread now, memory is waiting */
 }
 
-/* ---- the timer thread ---------------------------------------------- */
-
-static void rec_release(timer_service *ts, timer_rec *r)
-{
-    /* Keep the generation: stale handles keep failing until reuse bumps it. */
-    uint64_t gen = atomic_load_explicit(&r->state, memory_order_relaxed) >> 2;
-    atomic_store_explicit(&r->state, state_word(gen, TS_FREE), memory_order_relaxed);
-    pool_free(&ts->recs, r->idx);
-}
-
-static void list_link(proc *p, timer_rec *r)
-{
-    r->proc_prev = NULL;
-    r->proc_next = p->timers;
-    if (p->timers != NULL)
-        p->timers->proc_prev = r;
-    p->timers = r;
-    r->in_list = true;
-}
-
-static void list_unlink(gs_runtime *rt, timer_rec *r)
-{
-    if (!r->in_list)
-        return;
-    if (r->proc_prev != NULL)
-        r->proc_prev->proc_next = r->proc_next;
-    else
-        proc_table_at(rt, pid_index(r->target))->timers = r->proc_next;
-    if (r->proc_next != NULL)
-        r->proc_next->proc_prev = r->proc_prev;
-    r->in_list = false;
-}
-
-static void fire(wheel_timer *wt, void *ctx)
-{
-    gs_runtime *rt = ctx;
-    timer_service *ts = rt->timers;
-    timer_rec *r = rec_from_wheel(wt);
-    list_unlink(rt, r);
-    uint64_t w = atomic_load_explicit(&r->state, memory_order_acquire);
-    uint64_t gen = w >> 2;
-    uint64_t expected = state_word(gen, TS_PENDING);
-    /* acq_rel: one winner against gs_cancel_timer. */
-    if (atomic_compare_exchange_strong_explicit(&r->state, &expected, state_word(gen, TS_DONE),
-                                                memory_order_acq_rel, memory_order_acquire)) {
-        if (atomic_load_explicit(&r->kind, memory_order_relaxed) == TK_FN)
-            r->fn(rt, r->a, r->b);
-        else
-            (void)msg_send(rt, r->target, r->m); /* frees m if the target is gone */
-        r->m = NULL;
-    } else {
-        free(r->m); /* cancelled */
-    }
-    r->m = NULL;
-    rec_release(ts, r);
-}
-
-static void purge(gs_runtime *rt, gs_pid dead)
-{
-    timer_service *ts = rt->timers;
-    proc *p = proc_table_at(rt, pid_index(dead));
-    timer_rec *r = p->timers;
-    while (r != NULL) {
-        timer_rec *next = r->proc_next;
-        if (r->target == dead) {
-            list_unlink(rt, r);
-            wheel_remove(&ts->wheel, &r->wt);
-            uint64_t w = atomic_load_explicit(&r->state, memory_order_acquire);
-            uint64_t expected = state_word(w >> 2, TS_PENDING);
-            (void)atomic_compare_exchange_strong_explicit(&r->state, &expected, state_word(w >> 2, TS_CANCELLED),
-                                                          memory_order_acq_rel, memory_order_relaxed);
-            free(r->m);
-            r->m = NULL;
-            rec_release(ts, r);
-        }
-        r = next;
-    }
-}
-
-/* Takes in at most INBOX_BATCH new timers, so that a thread arming
- * timers in a tight loop cannot keep due timers from firing. */
-#define INBOX_BATCH 1024
-
-static void drain_inbox(gs_runtime *rt)
-{
-    timer_service *ts = rt->timers;
-    mbox_node *n;
-    for (unsigned taken = 0; taken < INBOX_BATCH && (n = injectq_pop(&ts->inbox)) != NULL; taken++) {
-        timer_rec *r = rec_from_inbox(n);
-        if (atomic_load_explicit(&r->kind, memory_order_relaxed) == TK_PURGE) {
-            purge(rt, r->target);
-            rec_release(ts, r);
-            continue;
-        }
-        uint64_t w = atomic_load_explicit(&r->state, memory_order_acquire);
-        if ((w & 3) != TS_PENDING) { /* cancelled before it reached us */
-            free(r->m);
-            r->m = NULL;
-            rec_release(ts, r);
-            continue;
-        }
-        if (atomic_load_explicit(&r->kind, memory_order_relaxed) == TK_SEND)
-            list_link(proc_table_at(rt, pid_index(r->target)), r);
-        wheel_insert(&ts->wheel, &r->wt, r->deadline);
-    }
-}
-
-static void *timer_main(void *arg)
-{
-    gs_runtime *rt = arg;
-    timer_service *ts = rt->timers;
-    (void)injectq_try_lock(&ts->inbox); /* the only consumer, for good */
-    while (!atomic_load_explicit(&ts->quit, memory_order_acquire)) {
-        drain_inbox(rt);
-        wheel_advance(&ts->wheel, tick_of_ns(ts, now_ns()), fire, rt);
-        uint64_t next = wheel_next_tick(&ts->wheel);
-        if (next <= tick_of_ns(ts, now_ns()) || injectq_maybe_nonempty(&ts->inbox))
-            continue;
-        uint32_t bell = atomic_load_explicit(&ts->bell, memory_order_acquire);
-        atomic_store_explicit(&ts->sleep_until, next, memory_order_seq_cst);
-        atomic_store_explicit(&ts->sleeping, 1, memory_order_seq_cst);
-        if (!injectq_maybe_nonempty(&ts->inbox) && !atomic_load_explicit(&ts->quit, memory_order_seq_cst)) {
-            if (next == UINT64_MAX) {
-                futex_wait_until(&ts->bell, bell, NULL);
-            } else {
-                struct timespec at = ns_to_timespec(ts->base_ns + next * NS_PER_TICK);
-                futex_wait_until(&ts->bell, bell, &at);
-            }
-        }
-        atomic_store_explicit(&ts->sleeping, 0, memory_order_relaxed);
-    }
-    return NULL;
-}
+/* ---- the service's life ------------------------------------------------ */
 
 int timers_start(gs_runtime *rt)
 {
@@ -473,17 +305,18 @@ int timers_start(gs_runtime *rt)
     if (ts == NULL)
         return GS_ENOMEM;
     memset(ts, 0, sizeof *ts);
-    int rc = pool_init(&ts->recs, sizeof(timer_rec), offsetof(timer_rec, free_link), TIMER_CHUNK_SHIFT, TIMER_MAX);
+    int rc = pool_init(&ts->recs, TIMER_REC_SIZE, offsetof(timer_rec, free_link), TIMER_CHUNK_SHIFT, TIMER_MAX);
     if (rc != GS_OK) {
         free(ts);
         return rc;
     }
     injectq_init(&ts->inbox);
     ts->base_ns = now_ns();
-    wheel_init(&ts->wheel, 0);
+    timer_service_init_thread_state(ts);
     atomic_init(&ts->bell, 0);
     atomic_init(&ts->sleeping, 0);
-    atomic_init(&ts->sleep_until, UINT64_MAX);
+    atomic_init(&ts->sleep_until_ns, UINT64_MAX);
+    atomic_init(&ts->backlog, 0);
     atomic_init(&ts->quit, false);
     rt->timers = ts;
     if (pthread_create(&ts->thread, NULL, timer_main, rt) != 0) {
@@ -493,14 +326,6 @@ int timers_start(gs_runtime *rt)
         return GS_EAGAIN;
     }
     return GS_OK;
-}
-
-static void free_remaining(wheel_timer *wt, void *ctx)
-{
-    timer_rec *r = rec_from_wheel(wt);
-    (void)ctx;
-    free(r->m);
-    r->m = NULL;
 }
 
 /* Called once every server is gone: stops the thread and frees what is
@@ -514,13 +339,7 @@ void timers_stop(gs_runtime *rt)
     atomic_fetch_add_explicit(&ts->bell, 1, memory_order_seq_cst);
     futex_wake(&ts->bell, 1);
     pthread_join(ts->thread, NULL);
-    mbox_node *n;
-    while ((n = injectq_pop(&ts->inbox)) != NULL) {
-        timer_rec *r = rec_from_inbox(n);
-        free(r->m);
-        r->m = NULL;
-    }
-    wheel_advance(&ts->wheel, UINT64_MAX, free_remaining, NULL);
+    timer_service_free_all(rt);
     pool_destroy(&ts->recs);
     free(ts);
     rt->timers = NULL;

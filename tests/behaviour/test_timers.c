@@ -136,6 +136,111 @@ Test(timers, pending_timers_are_freed_by_runtime_stop, .timeout = 20)
     rt_free(rt);
 }
 
+/* Polls the runtime's statistics until the timer thread holds `want`
+ * timers (armed and taken in, or cancelled and not yet freed). */
+static bool wait_timers_held(gs_runtime *rt, uint64_t want, int timeout_ms, uint64_t *last)
+{
+    int64_t until = now_ns() + (int64_t)timeout_ms * 1000000;
+    gs_runtime_stats st;
+    do {
+        cr_assert_eq(gs_runtime_stats_get(rt, &st), GS_OK);
+        *last = st.timers;
+        if (st.timers == want)
+            return true;
+        sleep_ms(2);
+    } while (now_ns() < until);
+    return false;
+}
+
+/* Arms n hour-long timers on c, then a 1 ms one and waits for it: the
+ * timer thread takes its inbox in order, so all n are in the wheel then. */
+static void arm_far_timers(gs_runtime *rt, gs_pid c, gs_timer *t, int n)
+{
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(gs_send_after(rt, c, 3, "far", 3, 3600 * 1000, &t[i]), GS_OK);
+    int64_t one = 1;
+    cr_assert_eq(gs_send_after(rt, c, 4, &one, sizeof one, 1, NULL), GS_OK);
+    cr_assert(wait_int_eq(&nrecs, 1, 5000), "the near timer fired");
+    uint64_t held = 0;
+    cr_assert(wait_timers_held(rt, (uint64_t)n, 5000, &held), "%d far timers held, got %llu", n,
+              (unsigned long long)held);
+}
+
+Test(timers, cancelled_far_timers_free_their_memory_at_once, .timeout = 30)
+{
+    reset();
+    gs_runtime *rt = rt_new(2);
+    gs_pid c = start_ok(rt, &collector_ops, NULL);
+    enum { N = 10000 };
+    static gs_timer t[N];
+    arm_far_timers(rt, c, t, N);
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(gs_cancel_timer(rt, t[i]), GS_OK);
+    uint64_t held = 0;
+    cr_assert(wait_timers_held(rt, 0, 5000, &held), "cancelled hour-long timers still held: %llu",
+              (unsigned long long)held);
+    cr_assert_eq(atomic_load(&nrecs), 1, "a cancelled timer fired");
+    rt_free(rt);
+}
+
+Test(timers, a_stopped_servers_timers_free_their_memory_at_once, .timeout = 30)
+{
+    reset();
+    gs_runtime *rt = rt_new(2);
+    gs_pid c = start_ok(rt, &collector_ops, NULL);
+    enum { N = 5000 };
+    static gs_timer t[N];
+    arm_far_timers(rt, c, t, N);
+    stop_ok(rt, c);
+    uint64_t held = 0;
+    cr_assert(wait_timers_held(rt, 0, 5000, &held), "a dead server's timers still held: %llu",
+              (unsigned long long)held);
+    for (int i = 0; i < N; i += 97)
+        cr_assert_eq(gs_cancel_timer(rt, t[i]), GS_ENOENT);
+    rt_free(rt);
+}
+
+/* Small payloads ride inside the timer, big ones in a message made when
+ * the timer is armed: both must arrive byte for byte. */
+static _Atomic uint64_t payload_sums[8];
+static atomic_int payloads_seen;
+
+static int payload_info(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    uint64_t sum = (uint64_t)m->len * 1000003u;
+    for (size_t i = 0; i < m->len; i++)
+        sum = sum * 31 + ((const unsigned char *)m->data)[i];
+    if (m->tag < 8)
+        atomic_store(&payload_sums[m->tag], sum);
+    atomic_fetch_add(&payloads_seen, 1);
+    return GS_OK;
+}
+
+static const gs_server_ops payload_ops = {.name = "payloads", .handle_info = payload_info};
+
+Test(timers, payloads_of_every_size_arrive_intact, .timeout = 20)
+{
+    static const size_t sizes[8] = {0, 1, 16, 31, 32, 33, 200, 70000};
+    static unsigned char buf[70000];
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (unsigned char)(i * 7 + 3);
+    atomic_store(&payloads_seen, 0);
+    gs_runtime *rt = rt_new(2);
+    gs_pid c = start_ok(rt, &payload_ops, NULL);
+    uint64_t want[8];
+    for (uint32_t k = 0; k < 8; k++) {
+        want[k] = (uint64_t)sizes[k] * 1000003u;
+        for (size_t i = 0; i < sizes[k]; i++)
+            want[k] = want[k] * 31 + buf[i];
+        atomic_store(&payload_sums[k], UINT64_MAX);
+        cr_assert_eq(gs_send_after(rt, c, k, sizes[k] ? buf : NULL, sizes[k], (int)(k % 3), NULL), GS_OK);
+    }
+    cr_assert(wait_int_eq(&payloads_seen, 8, 5000));
+    for (int k = 0; k < 8; k++)
+        cr_assert_eq(atomic_load(&payload_sums[k]), want[k], "payload of %zu bytes damaged", sizes[k]);
+    rt_free(rt);
+}
+
 Test(timers, bad_arguments, .timeout = 10)
 {
     gs_runtime *rt = rt_new(1);

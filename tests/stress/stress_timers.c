@@ -44,27 +44,51 @@ static const gs_server_ops target_ops = {.name = "timer-target", .handle_info = 
 
 static int phase; /* 0: servers restarted meanwhile; 1: servers stay */
 
+static void cancel_one(uint32_t id, gs_timer t)
+{
+    int rc = gs_cancel_timer(rt, t);
+    CHECKF(rc == GS_OK || rc == GS_ENOENT, "cancel: %s", gs_strerror(rc));
+    if (rc == GS_OK)
+        atomic_store(&cancelled_ok[id], 1);
+    CHECK(gs_cancel_timer(rt, t) == GS_ENOENT);
+}
+
+/* Timers of 0-4 ms, half cancelled at once (mostly before the timer
+ * thread took them in), and some of 0-30 ms cancelled a little later
+ * (mostly after: the removal path), while servers die under them. */
+#define LATE_BATCH 64
 static void *armer(void *arg)
 {
     uint32_t base = (uint32_t)(uintptr_t)arg * PER_THREAD;
     uint64_t seed = base + 1;
+    uint32_t late_id[LATE_BATCH];
+    gs_timer late_t[LATE_BATCH];
+    unsigned nlate = 0;
     for (uint32_t i = 0; i < PER_THREAD; i++) {
         uint32_t id = base + i;
         gs_pid to = atomic_load(&servers[stress_rand(&seed) % SERVERS]);
         payload p = {id, to};
         gs_timer t;
-        int rc = gs_send_after(rt, to, 1, &p, sizeof p, (int)(stress_rand(&seed) % 5), &t);
+        unsigned how = (unsigned)(stress_rand(&seed) % 8);
+        int delay = how == 7 ? (int)(stress_rand(&seed) % 30) : (int)(stress_rand(&seed) % 5);
+        int rc = gs_send_after(rt, to, 1, &p, sizeof p, delay, &t);
         CHECKF(rc == GS_OK || rc == GS_ENOPROC, "send_after: %s", gs_strerror(rc));
         if (rc != GS_OK) {
             atomic_store(&cancelled_ok[id], 2); /* never armed */
             continue;
         }
-        if (stress_rand(&seed) % 2) {
-            rc = gs_cancel_timer(rt, t);
-            CHECKF(rc == GS_OK || rc == GS_ENOENT, "cancel: %s", gs_strerror(rc));
-            if (rc == GS_OK)
-                atomic_store(&cancelled_ok[id], 1);
-            CHECK(gs_cancel_timer(rt, t) == GS_ENOENT);
+        if (how == 7) {
+            late_id[nlate] = id;
+            late_t[nlate++] = t;
+        } else if (how % 2) {
+            cancel_one(id, t);
+        }
+        if (nlate == LATE_BATCH || (i + 1 == PER_THREAD && nlate > 0)) {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+            for (unsigned k = 0; k < nlate; k++)
+                cancel_one(late_id[k], late_t[k]);
+            nlate = 0;
         }
     }
     return NULL;
@@ -123,6 +147,17 @@ static void run_phase(int which)
         quiet = now_count == last ? quiet + 1 : 0;
         last = now_count;
     }
+    /* Every timer fired, was cancelled or died with its server: the timer
+     * thread must have freed every record (removal requests, purges). */
+    gs_runtime_stats st;
+    for (int tries = 0;; tries++) {
+        CHECK_RC(gs_runtime_stats_get(rt, &st), GS_OK);
+        if (st.timers == 0 || tries == 100)
+            break;
+        struct timespec ts = {0, 50000000};
+        nanosleep(&ts, NULL);
+    }
+    CHECKF(st.timers == 0, "%llu timer records still held after every timer ended", (unsigned long long)st.timers);
     CHECK_RC(gs_runtime_stop(rt), GS_OK);
 
     int ok_cancel = 0, deliveries = 0, dropped = 0, never = 0;

@@ -1,0 +1,124 @@
+/* timer_service.h - what timers.c (arming, any thread) and timer_thread.c
+ * (the thread that owns the wheel) share: the timer record and the
+ * service. See timers.c for the design.
+ */
+#ifndef GS_RUNTIME_TIMER_SERVICE_H
+#define GS_RUNTIME_TIMER_SERVICE_H
+
+#include "internal.h"
+
+#define TIMER_CHUNK_SHIFT 14 /* 16,384 records: 2 MiB, one huge page */
+#define TIMER_MAX (1u << 24) /* pending timers per runtime */
+#define NS_PER_TICK 1000000u
+/* The tick being served is split into SUB_BUCKETS buckets: a timer fires
+ * at the end of the bucket holding its exact deadline, so it is late by
+ * at most NS_PER_TICK / SUB_BUCKETS plus the thread's wake-up. */
+#define SUB_BUCKETS 8u
+#define NS_PER_SUB (NS_PER_TICK / SUB_BUCKETS)
+/* A sleeping timer thread is woken after this many records pushed without
+ * a nearer deadline (cancellations, far timers): they hold memory. */
+#define BACKLOG_WAKE 4096u
+
+/* The state word: generation << ST_GEN_SHIFT | ST_DRAINED? | TS_*. */
+enum { TS_FREE = 0, TS_PENDING = 1, TS_DONE = 2, TS_CANCELLED = 3 };
+#define ST_DRAINED 4u /* the timer thread has taken the record in */
+#define ST_GEN_SHIFT 3
+enum { TK_SEND, TK_PURGE, TK_FN };
+enum { AT_NOWHERE, AT_WHEEL, AT_BUCKET }; /* where the timer thread keeps a record */
+#define TIMER_INLINE_MAX 32u /* payloads up to this size sit in the record */
+
+/* Two cache lines. The first holds what the timer thread reads for every
+ * record it takes in (a timer cancelled before that costs it one line);
+ * the second what a live timer needs besides. */
+typedef struct timer_rec {
+    /* --- line 1 --- */
+    _Atomic uint64_t state; /* generation << ST_GEN_SHIFT | ST_DRAINED? | TS_* */
+    mbox_node inbox_link;
+    wheel_timer wt; /* in a wheel slot, or in a sub-tick bucket (wt.slot: which) */
+    uint32_t idx;
+    _Atomic uint32_t free_link;
+    uint32_t tag;         /* TK_SEND with the payload inline */
+    _Atomic uint8_t kind; /* TK_*; atomic: gs_cancel_timer reads it like target */
+    uint8_t msg_kind;     /* TK_SEND: MSG_INFO or MSG_IDLE */
+    uint8_t len;          /* of the inline payload */
+    /* One byte: the arming thread sets inline_data before it publishes the
+     * record; the timer thread alone writes the rest afterwards. */
+    uint8_t where : 2;       /* AT_* */
+    uint8_t in_list : 1;     /* linked in the target's list */
+    uint8_t inline_data : 1; /* TK_SEND: payload in u.data (else u.m) */
+    /* --- line 2 --- */
+    /* Atomic because gs_cancel_timer reads it while the record may be
+     * recycled under it (the generation check discards such a read). */
+    _Atomic gs_pid target;
+    uint64_t deadline_ns;
+    struct timer_rec *proc_prev, *proc_next; /* the target slot's list (timer thread only) */
+    union {
+        struct {
+            void (*fn)(gs_runtime *, uint64_t, uint64_t);
+            uint64_t a, b;
+        } call;       /* TK_FN */
+        msg *m;       /* TK_SEND, payload too big to sit inline */
+        unsigned char data[TIMER_INLINE_MAX]; /* TK_SEND, inline */
+    } u;
+} timer_rec;
+
+#define TIMER_REC_SIZE 128u
+_Static_assert(sizeof(timer_rec) == TIMER_REC_SIZE, "a timer record is two cache lines");
+_Static_assert(offsetof(timer_rec, target) == 64, "the first line holds what every drain reads");
+
+typedef struct timer_service {
+    injectq inbox;
+    pool recs;
+    uint64_t base_ns; /* tick 0 */
+    pthread_t thread;
+    /* --- the timer thread only --- */
+    wheel wheel;
+    wheel_timer buckets[SUB_BUCKETS]; /* list heads: due timers of tick bucket_tick */
+    uint32_t buckets_used;            /* bit b: bucket b is non-empty */
+    uint64_t bucket_tick;
+    pool_cache free_cache; /* records the thread frees */
+    _Atomic uint64_t held; /* records taken in (DRAINED) and not freed: written by the thread only */
+    bool oom_logged;
+    /* --- shared --- */
+    alignas(64) _Atomic uint32_t bell;
+    _Atomic uint32_t sleeping;
+    _Atomic uint64_t sleep_until_ns; /* when the sleeping thread wakes */
+    _Atomic uint32_t backlog;        /* records pushed while it sleeps */
+    atomic_bool quit;
+} timer_service;
+
+static inline uint64_t state_word(uint64_t gen, unsigned st)
+{
+    return gen << ST_GEN_SHIFT | st;
+}
+
+/* The tick holding ns (0 for anything before the service started). */
+static inline uint64_t tick_of_ns(const timer_service *ts, uint64_t ns)
+{
+    return ns <= ts->base_ns ? 0 : (ns - ts->base_ns) / NS_PER_TICK;
+}
+
+static inline uint64_t tick_start_ns(const timer_service *ts, uint64_t tick)
+{
+    return ts->base_ns + tick * NS_PER_TICK;
+}
+
+/* Whether pid is a live server right now (one load, no reference). */
+static inline bool target_alive(gs_runtime *rt, gs_pid pid)
+{
+    proc *p = proc_table_at(rt, pid_index(pid));
+    if (p == NULL)
+        return false;
+    /* seq_cst (a plain load on x86): the timer thread's check after taking
+     * a record in must see a close that preceded the record's push. */
+    uint64_t w = atomic_load_explicit(&p->ctl, memory_order_seq_cst);
+    return (uint32_t)(w >> 32) == pid_gen(pid) && (w & CTL_OPEN) != 0;
+}
+
+/* timer_thread.c */
+void *timer_main(void *arg);
+void timer_service_init_thread_state(timer_service *ts);
+void timer_service_free_all(gs_runtime *rt);
+uint64_t timer_service_held(gs_runtime *rt);
+
+#endif

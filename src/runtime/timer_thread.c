@@ -1,0 +1,418 @@
+/* timer_thread.c - the thread that owns the timer wheel.
+ *
+ * Problem: take in the records any thread arms or cancels (timers.c),
+ * fire each no earlier than its exact deadline and as little as possible
+ * later, free what is cancelled or aimed at a dead server, and sleep when
+ * nothing is due.
+ *
+ * Design: the wheel (1 ms ticks) files a timer under the tick that holds
+ * its deadline and hands it out when the clock enters that tick, up to a
+ * tick *before* the deadline. The tick being served is split into
+ * SUB_BUCKETS buckets: a timer not yet due waits in the bucket of its
+ * exact deadline and fires when the clock passes the bucket's end. So no
+ * timer fires early, and one is late by at most NS_PER_SUB plus the
+ * thread's wake-up (rather than up to a whole tick). Within a bucket,
+ * timers fire in the order the wheel handed them out (deadline order at
+ * tick granularity, then arming order).
+ *
+ * The loop: take in at most INBOX_BATCH records (so that a thread arming
+ * in a tight loop cannot hold up due timers), serve the clock, then sleep
+ * on a futex until the next bucket end or occupied tick, whichever is
+ * first. The thread's timer slack is set low, or the kernel would add
+ * 50 us to every sleep. Before sleeping, if a slot above level 0 is to
+ * cascade within WARM_LEAD_NS, the thread walks through its timers first
+ * (wheel_warm): with a million timers, a cascade that finds its 30,000
+ * timers cold in memory took 6 ms (W7), and every timer due meanwhile was
+ * that late.
+ *
+ * Ownership of a record (see the state word in timer_service.h): the
+ * drain sets DRAINED with a CAS from PENDING; from then on a canceller
+ * that wins PENDING -> CANCELLED pushes the record back as a removal
+ * request, and only that request frees it. Everything else (a cancel
+ * before the drain, a fire, a purge that wins its CAS, a dead target) is
+ * freed by whoever won.
+ */
+#define _GNU_SOURCE
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+
+#include "alloc.h"
+#include "futex.h"
+#include "timer_service.h"
+
+#define INBOX_BATCH 1024
+#define WARM_LEAD_NS 16000000u /* start warming a cascade this long before it */
+#define WARM_STEP 256u         /* timers warmed between two looks at the clock */
+#define TIMER_SLACK_NS 5000
+
+static timer_rec *rec_from_wheel(wheel_timer *wt)
+{
+    return (timer_rec *)((char *)wt - offsetof(timer_rec, wt));
+}
+
+static timer_rec *rec_from_inbox(mbox_node *n)
+{
+    return (timer_rec *)((char *)n - offsetof(timer_rec, inbox_link));
+}
+
+/* ---- records ----------------------------------------------------------- */
+
+static void rec_free(timer_service *ts, timer_rec *r)
+{
+    if (atomic_load_explicit(&r->kind, memory_order_relaxed) == TK_SEND && !r->inline_data) {
+        free(r->u.m);
+        r->u.m = NULL;
+    }
+    /* Keep the generation: stale handles keep failing until reuse bumps
+     * it. relaxed: the record reaches its next user through the pool. */
+    uint64_t w = atomic_load_explicit(&r->state, memory_order_relaxed);
+    if (w & ST_DRAINED) /* only this thread writes `held`: no read-modify-write */
+        atomic_store_explicit(&ts->held, atomic_load_explicit(&ts->held, memory_order_relaxed) - 1,
+                              memory_order_relaxed);
+    atomic_store_explicit(&r->state, state_word(w >> ST_GEN_SHIFT, TS_FREE), memory_order_relaxed);
+    pool_free_cached(&ts->recs, &ts->free_cache, r->idx);
+}
+
+/* The target's list (so that a purge finds its timers). */
+static void list_link(gs_runtime *rt, timer_rec *r)
+{
+    proc *p = proc_table_at(rt, pid_index(atomic_load_explicit(&r->target, memory_order_relaxed)));
+    r->proc_prev = NULL;
+    r->proc_next = p->timers;
+    if (p->timers != NULL)
+        p->timers->proc_prev = r;
+    p->timers = r;
+    r->in_list = true;
+}
+
+static void list_unlink(gs_runtime *rt, timer_rec *r)
+{
+    if (!r->in_list)
+        return;
+    if (r->proc_prev != NULL)
+        r->proc_prev->proc_next = r->proc_next;
+    else
+        proc_table_at(rt, pid_index(atomic_load_explicit(&r->target, memory_order_relaxed)))->timers =
+            r->proc_next;
+    if (r->proc_next != NULL)
+        r->proc_next->proc_prev = r->proc_prev;
+    r->in_list = false;
+}
+
+/* ---- sub-tick buckets ---------------------------------------------------- */
+
+static void bucket_add(timer_service *ts, timer_rec *r, unsigned b)
+{
+    wheel_timer *head = &ts->buckets[b];
+    r->wt.slot = (uint8_t)b;
+    r->wt.prev = head->prev; /* append: keeps the wheel's order */
+    r->wt.next = head;
+    head->prev->next = &r->wt;
+    head->prev = &r->wt;
+    ts->buckets_used |= 1u << b;
+    r->where = AT_BUCKET;
+}
+
+static void bucket_unlink(timer_service *ts, timer_rec *r)
+{
+    r->wt.prev->next = r->wt.next;
+    r->wt.next->prev = r->wt.prev;
+    unsigned b = r->wt.slot;
+    if (ts->buckets[b].next == &ts->buckets[b])
+        ts->buckets_used &= ~(1u << b);
+    r->wt.prev = r->wt.next = NULL;
+    r->where = AT_NOWHERE;
+}
+
+/* Takes r out of the wheel or its bucket, and out of its target's list. */
+static void unlink_everywhere(gs_runtime *rt, timer_rec *r)
+{
+    timer_service *ts = rt->timers;
+    if (r->where == AT_WHEEL)
+        wheel_remove(&ts->wheel, &r->wt);
+    else if (r->where == AT_BUCKET)
+        bucket_unlink(ts, r);
+    r->where = AT_NOWHERE;
+    list_unlink(rt, r);
+}
+
+/* ---- firing ------------------------------------------------------------ */
+
+/* Files r again a tick from now (its message could not be allocated). */
+static void retry_later(gs_runtime *rt, timer_rec *r, uint64_t now)
+{
+    timer_service *ts = rt->timers;
+    if (!ts->oom_logged) {
+        ts->oom_logged = true;
+        log_write(rt, GS_LOG_ERROR, "timer message not allocated: out of memory; retrying every tick");
+    }
+    wheel_insert(&ts->wheel, &r->wt, tick_of_ns(ts, now) + 1);
+    r->where = AT_WHEEL;
+}
+
+/* r is due (its deadline has passed) and out of the wheel and buckets. */
+static void fire(gs_runtime *rt, timer_rec *r, uint64_t now)
+{
+    timer_service *ts = rt->timers;
+    uint64_t w = atomic_load_explicit(&r->state, memory_order_acquire);
+    if ((w & 3) != TS_PENDING) {
+        /* Cancelled after the drain: its removal request frees it. */
+        list_unlink(rt, r);
+        return;
+    }
+    uint8_t kind = atomic_load_explicit(&r->kind, memory_order_relaxed);
+    msg *m = NULL;
+    if (kind == TK_SEND) {
+        /* The message first, so that an allocation failure leaves the
+         * timer pending (tried again next tick, still cancellable). */
+        if (r->inline_data) {
+            m = msg_new(rt, r->msg_kind, r->tag, r->u.data, r->len);
+            if (m == NULL) {
+                retry_later(rt, r, now);
+                return;
+            }
+            m->sender = GS_NOPID;
+        } else {
+            m = r->u.m;
+        }
+    }
+    /* acq_rel: one winner against gs_cancel_timer's CAS. */
+    if (!atomic_compare_exchange_strong_explicit(&r->state, &w, (w & ~(uint64_t)3) | TS_DONE,
+                                                 memory_order_acq_rel, memory_order_acquire)) {
+        if (r->inline_data && m != NULL)
+            free(m); /* made for nothing: the cancel won */
+        list_unlink(rt, r);
+        return; /* cancelled in between: the removal request frees it */
+    }
+    list_unlink(rt, r);
+    if (kind == TK_FN) {
+        r->u.call.fn(rt, r->u.call.a, r->u.call.b);
+    } else {
+        if (!r->inline_data)
+            r->u.m = NULL; /* handed over */
+        (void)msg_send(rt, atomic_load_explicit(&r->target, memory_order_relaxed), m); /* frees m if gone */
+    }
+    rec_free(ts, r);
+}
+
+typedef struct serve_ctx {
+    gs_runtime *rt;
+    uint64_t now;
+} serve_ctx;
+
+/* The wheel hands out a timer of the tick being served: fire it if due,
+ * else park it in the bucket of its deadline. */
+static void on_tick(wheel_timer *wt, void *arg)
+{
+    serve_ctx *c = arg;
+    timer_service *ts = c->rt->timers;
+    timer_rec *r = rec_from_wheel(wt);
+    r->where = AT_NOWHERE;
+    if (r->deadline_ns <= c->now) {
+        fire(c->rt, r, c->now);
+        return;
+    }
+    /* Not due: its deadline lies in the tick being served (the wheel
+     * hands out no later tick), so the bucket index is below SUB_BUCKETS. */
+    uint64_t into = r->deadline_ns - tick_start_ns(ts, ts->bucket_tick);
+    unsigned b = (unsigned)(into / NS_PER_SUB);
+    bucket_add(ts, r, b < SUB_BUCKETS ? b : SUB_BUCKETS - 1);
+}
+
+/* Fires every bucket whose end is at or before `until` (all of them for
+ * UINT64_MAX). */
+static void fire_buckets(gs_runtime *rt, uint64_t until, uint64_t now)
+{
+    timer_service *ts = rt->timers;
+    while (ts->buckets_used != 0) {
+        unsigned b = (unsigned)__builtin_ctz(ts->buckets_used);
+        uint64_t end = tick_start_ns(ts, ts->bucket_tick) + (uint64_t)(b + 1) * NS_PER_SUB;
+        if (end > until)
+            return;
+        wheel_timer *head = &ts->buckets[b];
+        while (head->next != head) {
+            timer_rec *r = rec_from_wheel(head->next);
+            bucket_unlink(ts, r);
+            fire(rt, r, now);
+        }
+    }
+}
+
+/* Brings the wheel and the buckets up to `now`. */
+static void serve(gs_runtime *rt, uint64_t now)
+{
+    timer_service *ts = rt->timers;
+    uint64_t tick = tick_of_ns(ts, now);
+    if (tick != ts->bucket_tick) {
+        fire_buckets(rt, UINT64_MAX, now); /* an earlier tick: all due */
+        ts->bucket_tick = tick;
+    }
+    serve_ctx c = {rt, now};
+    wheel_advance(&ts->wheel, tick, on_tick, &c);
+    fire_buckets(rt, now, now);
+}
+
+/* When serve() next has work: the end of the first occupied bucket or
+ * the start of the next occupied tick; UINT64_MAX if none. */
+static uint64_t next_work_ns(timer_service *ts)
+{
+    uint64_t at = UINT64_MAX;
+    if (ts->buckets_used != 0) {
+        unsigned b = (unsigned)__builtin_ctz(ts->buckets_used);
+        at = tick_start_ns(ts, ts->bucket_tick) + (uint64_t)(b + 1) * NS_PER_SUB;
+    }
+    uint64_t tick = wheel_next_tick(&ts->wheel);
+    if (tick != UINT64_MAX && tick_start_ns(ts, tick) < at)
+        at = tick_start_ns(ts, tick);
+    return at;
+}
+
+/* ---- taking records in ---------------------------------------------------- */
+
+static void purge(gs_runtime *rt, gs_pid dead)
+{
+    timer_service *ts = rt->timers;
+    proc *p = proc_table_at(rt, pid_index(dead));
+    timer_rec *r = p->timers;
+    while (r != NULL) {
+        timer_rec *next = r->proc_next;
+        if (atomic_load_explicit(&r->target, memory_order_relaxed) == dead) {
+            unlink_everywhere(rt, r);
+            uint64_t w = atomic_load_explicit(&r->state, memory_order_acquire);
+            /* Against a canceller: the winner owns the record. */
+            if ((w & 3) == TS_PENDING &&
+                atomic_compare_exchange_strong_explicit(&r->state, &w, (w & ~(uint64_t)3) | TS_CANCELLED,
+                                                        memory_order_acq_rel, memory_order_relaxed))
+                rec_free(ts, r);
+        }
+        r = next;
+    }
+}
+
+/* A record from the inbox: a new timer, a removal request or a purge. */
+static void take_in(gs_runtime *rt, timer_rec *r)
+{
+    timer_service *ts = rt->timers;
+    uint8_t kind = atomic_load_explicit(&r->kind, memory_order_relaxed);
+    if (kind == TK_PURGE) {
+        purge(rt, atomic_load_explicit(&r->target, memory_order_relaxed));
+        rec_free(ts, r);
+        return;
+    }
+    uint64_t w = atomic_load_explicit(&r->state, memory_order_acquire);
+    if (w & ST_DRAINED) { /* a removal request: cancelled after the drain */
+        unlink_everywhere(rt, r);
+        rec_free(ts, r);
+        return;
+    }
+    uint64_t drained = w | ST_DRAINED;
+    if (kind == TK_SEND && !target_alive(rt, atomic_load_explicit(&r->target, memory_order_relaxed)))
+        drained = (w & ~(uint64_t)3) | TS_CANCELLED; /* its server is gone: drop it */
+    /* acq_rel against gs_cancel_timer: a cancel that got in first means
+     * the record is ours to free. */
+    if ((w & 3) != TS_PENDING ||
+        !atomic_compare_exchange_strong_explicit(&r->state, &w, drained, memory_order_acq_rel,
+                                                 memory_order_acquire) ||
+        (drained & 3) == TS_CANCELLED) {
+        rec_free(ts, r);
+        return;
+    }
+    atomic_store_explicit(&ts->held, atomic_load_explicit(&ts->held, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    if (kind == TK_SEND)
+        list_link(rt, r);
+    /* A deadline already past lands in the current tick and fires at once. */
+    wheel_insert(&ts->wheel, &r->wt, tick_of_ns(ts, r->deadline_ns));
+    r->where = AT_WHEEL;
+}
+
+static void drain_inbox(gs_runtime *rt, unsigned limit)
+{
+    timer_service *ts = rt->timers;
+    mbox_node *n;
+    for (unsigned taken = 0; taken < limit && (n = injectq_pop(&ts->inbox)) != NULL; taken++)
+        take_in(rt, rec_from_inbox(n));
+}
+
+/* ---- the thread ---------------------------------------------------------- */
+
+void timer_service_init_thread_state(timer_service *ts)
+{
+    wheel_init(&ts->wheel, 0);
+    for (unsigned b = 0; b < SUB_BUCKETS; b++)
+        ts->buckets[b].prev = ts->buckets[b].next = &ts->buckets[b];
+    ts->buckets_used = 0;
+    ts->bucket_tick = 0;
+    ts->free_cache.n = 0;
+    ts->oom_logged = false;
+    atomic_init(&ts->held, 0);
+}
+
+void *timer_main(void *arg)
+{
+    gs_runtime *rt = arg;
+    timer_service *ts = rt->timers;
+    (void)injectq_try_lock(&ts->inbox); /* the only consumer, for good */
+    (void)prctl(PR_SET_TIMERSLACK, TIMER_SLACK_NS, 0, 0, 0); /* best effort */
+    while (!atomic_load_explicit(&ts->quit, memory_order_acquire)) {
+        drain_inbox(rt, INBOX_BATCH);
+        serve(rt, now_ns());
+        uint64_t next = next_work_ns(ts);
+        uint64_t now = now_ns();
+        if (next <= now || injectq_maybe_nonempty(&ts->inbox))
+            continue;
+        /* Time to spare: warm the next cascade if it comes soon (a small
+         * step at a time, so that due timers are not held up). */
+        uint64_t cascade = wheel_next_cascade(&ts->wheel);
+        if (cascade != UINT64_MAX && tick_start_ns(ts, cascade) < now + WARM_LEAD_NS &&
+            wheel_warm(&ts->wheel, WARM_STEP) > 0)
+            continue;
+        uint32_t bell = atomic_load_explicit(&ts->bell, memory_order_acquire);
+        atomic_store_explicit(&ts->backlog, 0, memory_order_relaxed);
+        atomic_store_explicit(&ts->sleep_until_ns, next, memory_order_seq_cst);
+        atomic_store_explicit(&ts->sleeping, 1, memory_order_seq_cst);
+        /* seq_cst re-check: pairs with submit()'s push and flag loads. */
+        if (!injectq_maybe_nonempty(&ts->inbox) && !atomic_load_explicit(&ts->quit, memory_order_seq_cst)) {
+            if (next == UINT64_MAX) {
+                futex_wait_until(&ts->bell, bell, NULL);
+            } else {
+                struct timespec at = ns_to_timespec(next);
+                futex_wait_until(&ts->bell, bell, &at);
+            }
+        }
+        atomic_store_explicit(&ts->sleeping, 0, memory_order_relaxed);
+    }
+    return NULL;
+}
+
+static void free_pending(wheel_timer *wt, void *arg)
+{
+    timer_rec *r = rec_from_wheel(wt);
+    r->where = AT_NOWHERE;
+    rec_free(((gs_runtime *)arg)->timers, r);
+}
+
+/* After the thread stopped and every server is gone: takes in what is
+ * left in the inbox and frees every record still held, with its message
+ * (pool_destroy then frees the records' memory). */
+void timer_service_free_all(gs_runtime *rt)
+{
+    timer_service *ts = rt->timers;
+    drain_inbox(rt, UINT_MAX);
+    wheel_advance(&ts->wheel, UINT64_MAX, free_pending, rt);
+    for (unsigned b = 0; b < SUB_BUCKETS; b++) {
+        wheel_timer *head = &ts->buckets[b];
+        while (head->next != head) {
+            timer_rec *r = rec_from_wheel(head->next);
+            bucket_unlink(ts, r);
+            rec_free(ts, r);
+        }
+    }
+}
+
+uint64_t timer_service_held(gs_runtime *rt)
+{
+    return rt->timers != NULL ? atomic_load_explicit(&rt->timers->held, memory_order_relaxed) : 0;
+}
