@@ -76,6 +76,7 @@ void bench_rate(bench *b, int64_t ops, int64_t elapsed_ns);
 /* Sorts xs and sets p50_ns, p99_ns, p999_ns, max_ns (nearest rank). */
 void bench_latencies(bench *b, int64_t *xs, size_t n);
 int64_t bench_percentile(const int64_t *sorted, size_t n, int num, int den);
+void bench_sort_i64(int64_t *xs, size_t n); /* ascending, for bench_percentile */
 
 /* Prints the record and its "check" key as one JSON line. */
 void bench_print(bench *b, FILE *f);

@@ -142,6 +142,11 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+void bench_sort_i64(int64_t *xs, size_t n)
+{
+    qsort(xs, n, sizeof *xs, cmp_i64);
+}
+
 int64_t bench_percentile(const int64_t *sorted, size_t n, int num, int den)
 {
     if (n == 0)
