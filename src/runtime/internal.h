@@ -140,8 +140,7 @@ typedef struct proc {
     _Atomic uint32_t dequeued;
     uint64_t current_seq;
     proc_extra *extra;   /* NULL until needed */
-    /* --- the timer thread only --- */
-    struct timer_rec *timers; /* timers aimed at this slot, for purging */
+    void *unused_was_timers; /* free: keeps the layout of the second line */
     /* --- the registry, under its lock --- */
     struct reg_entry *names; /* names registered for this server */
     _Atomic uint32_t free_link; /* free list of slots */

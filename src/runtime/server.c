@@ -561,8 +561,6 @@ int gs_start_with(gs_runtime *rt, const gs_server_ops *ops, const void *arg, con
         atomic_fetch_sub_explicit(&rt->live, 1, memory_order_seq_cst);
         return rc;
     }
-    /* p->timers belongs to the timer thread: it may still hold timers of
-     * the slot's previous server, waiting for their purge. */
     mailbox_init(&p->mb); /* starts "scheduled": nothing runs it during init */
     proc_open(p, opts != NULL ? CTL_OPTS : 0);
     atomic_fetch_add_explicit(&rt->opened, 1, memory_order_seq_cst);

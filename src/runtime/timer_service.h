@@ -8,6 +8,7 @@
 #include "internal.h"
 
 #define TIMER_CHUNK_SHIFT 14 /* 16,384 records: 2 MiB, one huge page */
+#define TARGET_CHUNK_SHIFT 12 /* list heads per chunk of the by-target table */
 #define TIMER_MAX (1u << 24) /* pending timers per runtime */
 #define NS_PER_TICK 1000000u
 /* The tick being served is split into SUB_BUCKETS buckets: a timer fires
@@ -77,6 +78,12 @@ typedef struct timer_service {
     uint32_t buckets_used;            /* bit b: bucket b is non-empty */
     uint64_t bucket_tick;
     pool_cache free_cache; /* records the thread frees */
+    /* Timers by target slot, so that a purge finds a dead server's
+     * timers: list heads in chunks of TARGET_CHUNK slots, made on first
+     * use. Kept here rather than in the proc, whose cache lines its
+     * senders and owner write all the time. */
+    struct timer_rec ***by_target;
+    gs_pid alive_cache; /* a target found alive since the last purge (see take_in) */
     _Atomic uint64_t held; /* records taken in (DRAINED) and not freed: written by the thread only */
     bool oom_logged;
     /* --- shared --- */
@@ -117,7 +124,8 @@ static inline bool target_alive(gs_runtime *rt, gs_pid pid)
 
 /* timer_thread.c */
 void *timer_main(void *arg);
-void timer_service_init_thread_state(timer_service *ts);
+int timer_thread_state_init(timer_service *ts); /* GS_OK or GS_ENOMEM */
+void timer_thread_state_destroy(timer_service *ts);
 void timer_service_free_all(gs_runtime *rt);
 uint64_t timer_service_held(gs_runtime *rt);
 

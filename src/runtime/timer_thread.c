@@ -75,15 +75,35 @@ static void rec_free(timer_service *ts, timer_rec *r)
     pool_free_cached(&ts->recs, &ts->free_cache, r->idx);
 }
 
+/* The head of the list of timers aimed at slot idx; NULL if its chunk
+ * cannot be made (the timer then goes unlisted: a purge misses it, and it
+ * is dropped when it comes due instead). */
+static timer_rec **target_head(timer_service *ts, uint32_t idx, bool make)
+{
+    timer_rec **chunk = ts->by_target[idx >> TARGET_CHUNK_SHIFT];
+    if (chunk == NULL) {
+        if (!make)
+            return NULL;
+        chunk = gs_calloc((size_t)1 << TARGET_CHUNK_SHIFT, sizeof *chunk);
+        if (chunk == NULL)
+            return NULL;
+        ts->by_target[idx >> TARGET_CHUNK_SHIFT] = chunk;
+    }
+    return &chunk[idx & ((1u << TARGET_CHUNK_SHIFT) - 1)];
+}
+
 /* The target's list (so that a purge finds its timers). */
 static void list_link(gs_runtime *rt, timer_rec *r)
 {
-    proc *p = proc_table_at(rt, pid_index(atomic_load_explicit(&r->target, memory_order_relaxed)));
+    timer_rec **head =
+        target_head(rt->timers, pid_index(atomic_load_explicit(&r->target, memory_order_relaxed)), true);
+    if (head == NULL)
+        return;
     r->proc_prev = NULL;
-    r->proc_next = p->timers;
-    if (p->timers != NULL)
-        p->timers->proc_prev = r;
-    p->timers = r;
+    r->proc_next = *head;
+    if (*head != NULL)
+        (*head)->proc_prev = r;
+    *head = r;
     r->in_list = true;
 }
 
@@ -94,7 +114,7 @@ static void list_unlink(gs_runtime *rt, timer_rec *r)
     if (r->proc_prev != NULL)
         r->proc_prev->proc_next = r->proc_next;
     else
-        proc_table_at(rt, pid_index(atomic_load_explicit(&r->target, memory_order_relaxed)))->timers =
+        *target_head(rt->timers, pid_index(atomic_load_explicit(&r->target, memory_order_relaxed)), false) =
             r->proc_next;
     if (r->proc_next != NULL)
         r->proc_next->proc_prev = r->proc_prev;
@@ -274,8 +294,9 @@ static uint64_t next_work_ns(timer_service *ts)
 static void purge(gs_runtime *rt, gs_pid dead)
 {
     timer_service *ts = rt->timers;
-    proc *p = proc_table_at(rt, pid_index(dead));
-    timer_rec *r = p->timers;
+    ts->alive_cache = GS_NOPID; /* see take_in */
+    timer_rec **head = target_head(ts, pid_index(dead), false);
+    timer_rec *r = head != NULL ? *head : NULL;
     while (r != NULL) {
         timer_rec *next = r->proc_next;
         if (atomic_load_explicit(&r->target, memory_order_relaxed) == dead) {
@@ -308,8 +329,18 @@ static void take_in(gs_runtime *rt, timer_rec *r)
         return;
     }
     uint64_t drained = w | ST_DRAINED;
-    if (kind == TK_SEND && !target_alive(rt, atomic_load_explicit(&r->target, memory_order_relaxed)))
-        drained = (w & ~(uint64_t)3) | TS_CANCELLED; /* its server is gone: drop it */
+    gs_pid target = atomic_load_explicit(&r->target, memory_order_relaxed);
+    /* A target found alive stays "alive" here until the next purge: if it
+     * died meanwhile, its purge request is behind the records pushed
+     * before it (they are listed, then purged) and resets the cache for
+     * those pushed after (they look again). Saves a load of a line its
+     * senders keep writing, per timer. */
+    if (kind == TK_SEND && target != ts->alive_cache) {
+        if (target_alive(rt, target))
+            ts->alive_cache = target;
+        else
+            drained = (w & ~(uint64_t)3) | TS_CANCELLED; /* its server is gone: drop it */
+    }
     /* acq_rel against gs_cancel_timer: a cancel that got in first means
      * the record is ours to free. */
     if ((w & 3) != TS_PENDING ||
@@ -338,8 +369,11 @@ static void drain_inbox(gs_runtime *rt, unsigned limit)
 
 /* ---- the thread ---------------------------------------------------------- */
 
-void timer_service_init_thread_state(timer_service *ts)
+int timer_thread_state_init(timer_service *ts)
 {
+    ts->by_target = gs_calloc((GS_MAX_SERVERS >> TARGET_CHUNK_SHIFT) + 1, sizeof *ts->by_target);
+    if (ts->by_target == NULL)
+        return GS_ENOMEM;
     wheel_init(&ts->wheel, 0);
     for (unsigned b = 0; b < SUB_BUCKETS; b++)
         ts->buckets[b].prev = ts->buckets[b].next = &ts->buckets[b];
@@ -347,7 +381,19 @@ void timer_service_init_thread_state(timer_service *ts)
     ts->bucket_tick = 0;
     ts->free_cache.n = 0;
     ts->oom_logged = false;
+    ts->alive_cache = GS_NOPID;
     atomic_init(&ts->held, 0);
+    return GS_OK;
+}
+
+void timer_thread_state_destroy(timer_service *ts)
+{
+    if (ts->by_target == NULL)
+        return;
+    for (uint32_t c = 0; c <= (GS_MAX_SERVERS >> TARGET_CHUNK_SHIFT); c++)
+        free(ts->by_target[c]);
+    free(ts->by_target);
+    ts->by_target = NULL;
 }
 
 void *timer_main(void *arg)

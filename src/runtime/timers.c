@@ -312,7 +312,11 @@ int timers_start(gs_runtime *rt)
     }
     injectq_init(&ts->inbox);
     ts->base_ns = now_ns();
-    timer_service_init_thread_state(ts);
+    if ((rc = timer_thread_state_init(ts)) != GS_OK) {
+        pool_destroy(&ts->recs);
+        free(ts);
+        return rc;
+    }
     atomic_init(&ts->bell, 0);
     atomic_init(&ts->sleeping, 0);
     atomic_init(&ts->sleep_until_ns, UINT64_MAX);
@@ -320,6 +324,7 @@ int timers_start(gs_runtime *rt)
     atomic_init(&ts->quit, false);
     rt->timers = ts;
     if (pthread_create(&ts->thread, NULL, timer_main, rt) != 0) {
+        timer_thread_state_destroy(ts);
         pool_destroy(&ts->recs);
         free(ts);
         rt->timers = NULL;
@@ -340,6 +345,7 @@ void timers_stop(gs_runtime *rt)
     futex_wake(&ts->bell, 1);
     pthread_join(ts->thread, NULL);
     timer_service_free_all(rt);
+    timer_thread_state_destroy(ts);
     pool_destroy(&ts->recs);
     free(ts);
     rt->timers = NULL;
