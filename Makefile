@@ -9,7 +9,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DEB_PKGS   := cmake pkg-config liburcu-dev libcriterion-dev gcc make
 PC_MODULES := liburcu-cds liburcu-memb criterion
 
-.PHONY: all deps release run test test-asan test-tsan test-install install bench clean
+.PHONY: all deps release run test test-asan test-tsan test-install test-aarch64 install bench clean
 
 all: release
 
@@ -57,6 +57,27 @@ test-install: release
 
 install: release
 	cmake --install $(BUILD)/release --prefix $(PREFIX)
+
+# The aarch64 context switch, cross-compiled and run under qemu-user (the
+# rest of the runtime is portable C; only the switch is per-architecture).
+# Not part of `make test`: it needs a cross compiler and qemu, which are
+# installed here when missing and run as root.
+AARCH64_PKGS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+test-aarch64:
+	@if ! command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || ! command -v qemu-aarch64 >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing: $(AARCH64_PKGS)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(AARCH64_PKGS) >/dev/null) \
+	      || { echo "apt-get failed"; exit 1; }; \
+	  else \
+	    echo "missing tools; as root run: apt-get install $(AARCH64_PKGS)"; exit 1; \
+	  fi; \
+	fi
+	mkdir -p $(BUILD)/aarch64
+	aarch64-linux-gnu-gcc -O2 -std=c11 -Wall -Wextra -Werror -static -Isrc -Iinclude \
+	  tests/stress/stress_fiber_switch.c src/runtime/fiber.c src/runtime/alloc.c -lpthread \
+	  -o $(BUILD)/aarch64/stress_fiber_switch
+	qemu-aarch64 $(BUILD)/aarch64/stress_fiber_switch
 
 clean:
 	rm -rf $(BUILD)
