@@ -35,6 +35,24 @@ static inline void full_fence(void)
 #endif
 }
 
+/* Between a seq_cst store (or exchange) to one word and a seq_cst load of
+ * another, in the sleep/wake handshakes (a `sleeping` flag against a
+ * state word). C11 already orders the two; this makes it hold where the
+ * implementation falls short. On x86-64 a seq_cst store is a locked
+ * instruction or followed by mfence, so only the compiler is told.
+ * Elsewhere it is a full fence: qemu-user 7.2 translates aarch64's
+ * stlr/ldar pair without ordering the store before the load on an x86
+ * host, and stress_call lost a wake-up under it (a caller slept on a
+ * reply already DONE); on real aarch64 a dmb after stlr costs little. */
+static inline void store_load_fence(void)
+{
+#if defined(__x86_64__)
+    atomic_signal_fence(memory_order_seq_cst);
+#else
+    full_fence();
+#endif
+}
+
 /* A pause instruction for spin loops. */
 static inline void cpu_relax(void)
 {

@@ -133,6 +133,7 @@ void reply_slot_sleep(reply_slot *s, uint64_t seen, uint64_t deadline_ns)
      * store and its load of `sleeping`. Either it sees us sleeping and
      * rings, or we see its DONE and do not sleep. */
     atomic_store_explicit(&s->sleeping, 1, memory_order_seq_cst);
+    store_load_fence();
     if (atomic_load_explicit(&s->state, memory_order_seq_cst) != seen)
         return;
     if (deadline_ns == DEADLINE_NEVER) {
@@ -255,6 +256,7 @@ int reply_slot_complete(gs_runtime *rt, ticket t, int status, const void *data, 
  * any (the completer's half of the Dekker pair). */
 void reply_slot_ring(reply_slot *s)
 {
+    store_load_fence();
     if (atomic_load_explicit(&s->sleeping, memory_order_seq_cst)) {
         atomic_fetch_add_explicit(&s->bell, 1, memory_order_release);
         futex_wake(&s->bell, 1);

@@ -419,6 +419,7 @@ void *timer_main(void *arg)
         atomic_store_explicit(&ts->backlog, 0, memory_order_relaxed);
         atomic_store_explicit(&ts->sleep_until_ns, next, memory_order_seq_cst);
         atomic_store_explicit(&ts->sleeping, 1, memory_order_seq_cst);
+        store_load_fence();
         /* seq_cst re-check: pairs with submit()'s push and flag loads. */
         if (!injectq_maybe_nonempty(&ts->inbox) && !atomic_load_explicit(&ts->quit, memory_order_seq_cst)) {
             if (next == UINT64_MAX) {

@@ -99,6 +99,7 @@ static void submit(timer_service *ts, timer_rec *r, uint64_t deadline_ns)
     /* Dekker with the timer thread, which stores sleep_until_ns and
      * sleeping (seq_cst), then re-checks the inbox: with the exchange
      * above and these loads all seq_cst, one of the two sees the other. */
+    store_load_fence();
     if (!atomic_load_explicit(&ts->sleeping, memory_order_seq_cst))
         return;
     /* relaxed backlog: only a count; the thread zeroes it before it sleeps. */
