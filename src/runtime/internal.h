@@ -140,7 +140,6 @@ typedef struct proc {
     _Atomic uint32_t dequeued;
     uint64_t current_seq;
     proc_extra *extra;   /* NULL until needed */
-    void *unused_was_timers; /* free: keeps the layout of the second line */
     /* --- the registry, under its lock --- */
     struct reg_entry *names; /* names registered for this server */
     _Atomic uint32_t free_link; /* free list of slots */
@@ -339,6 +338,7 @@ bool server_run(proc *p);
 /* messaging.c */
 msg *msg_alloc(gs_runtime *rt, uint8_t kind, uint32_t tag, size_t len);
 msg *msg_new(gs_runtime *rt, uint8_t kind, uint32_t tag, const void *data, size_t len);
+int msg_check_target(gs_runtime *rt, gs_pid to, struct proc **self);
 int msg_send(gs_runtime *rt, gs_pid to, msg *m);
 int msg_check_payload(gs_runtime *rt, uint32_t tag, const void *data, size_t len);
 proc *msg_current_server(gs_runtime *rt); /* the server whose callback this thread runs, if of rt */

@@ -110,6 +110,19 @@ int msg_check_payload(gs_runtime *rt, uint32_t tag, const void *data, size_t len
     return GS_OK;
 }
 
+/* The target of a call, a stop or a request: GS_ENOPROC for GS_NOPID,
+ * GS_EDEADLK for the calling server itself. *self: the calling server,
+ * or NULL for an outside thread. */
+int msg_check_target(gs_runtime *rt, gs_pid to, proc **self)
+{
+    *self = msg_current_server(rt);
+    if (to == GS_NOPID)
+        return GS_ENOPROC;
+    if (*self != NULL && (*self)->pid == to)
+        return GS_EDEADLK;
+    return GS_OK;
+}
+
 /* The server whose callback this thread runs, if it belongs to rt. */
 proc *msg_current_server(gs_runtime *rt)
 {
@@ -199,13 +212,9 @@ int gs_call(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t le
     if (reply == NULL && reply_cap > 0)
         return GS_EINVAL;
     uint64_t deadline;
-    if ((rc = timeout_to_deadline(timeout_ms, &deadline)) != GS_OK)
+    proc *self;
+    if ((rc = timeout_to_deadline(timeout_ms, &deadline)) != GS_OK || (rc = msg_check_target(rt, to, &self)) != GS_OK)
         return rc;
-    if (to == GS_NOPID)
-        return GS_ENOPROC;
-    proc *self = msg_current_server(rt);
-    if (self != NULL && self->pid == to)
-        return GS_EDEADLK;
     msg *m = msg_new(rt, MSG_CALL, tag, data, len);
     if (m == NULL)
         return GS_ENOMEM;
@@ -246,14 +255,10 @@ int gs_stop(gs_runtime *rt, gs_pid pid, int reason, int timeout_ms)
     if (rt == NULL)
         return GS_EINVAL;
     uint64_t deadline;
+    proc *self;
     int rc = timeout_to_deadline(timeout_ms, &deadline);
-    if (rc != GS_OK)
+    if (rc != GS_OK || (rc = msg_check_target(rt, pid, &self)) != GS_OK)
         return rc;
-    if (pid == GS_NOPID)
-        return GS_ENOPROC;
-    proc *self = msg_current_server(rt);
-    if (self != NULL && self->pid == pid)
-        return GS_EDEADLK;
     msg *m = msg_new(rt, MSG_STOP, 0, NULL, 0);
     if (m == NULL)
         return GS_ENOMEM;

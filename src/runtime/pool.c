@@ -169,12 +169,6 @@ void pool_free_cached(pool *p, pool_cache *c, uint32_t idx)
     c->idx[c->n++] = idx;
 }
 
-void pool_cache_drain(pool *p, pool_cache *c)
-{
-    while (c->n > 0)
-        pool_free(p, c->idx[--c->n]);
-}
-
 uint32_t pool_high_water(pool *p)
 {
     uint32_t n = atomic_load_explicit(&p->fresh, memory_order_acquire);

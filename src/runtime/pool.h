@@ -63,9 +63,6 @@ typedef struct pool_cache {
 int pool_alloc_cached(pool *p, pool_cache *c, uint32_t *idx);
 void pool_free_cached(pool *p, pool_cache *c, uint32_t idx);
 
-/* Gives every record parked in c back to the pool. */
-void pool_cache_drain(pool *p, pool_cache *c);
-
 /* One past the highest index ever handed out. */
 uint32_t pool_high_water(pool *p);
 

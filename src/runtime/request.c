@@ -65,13 +65,9 @@ int gs_send_request(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, s
     if (out == NULL)
         return GS_EINVAL;
     uint64_t deadline;
-    if ((rc = timeout_to_deadline(timeout_ms, &deadline)) != GS_OK)
+    proc *self;
+    if ((rc = timeout_to_deadline(timeout_ms, &deadline)) != GS_OK || (rc = msg_check_target(rt, to, &self)) != GS_OK)
         return rc;
-    if (to == GS_NOPID)
-        return GS_ENOPROC;
-    proc *self = msg_current_server(rt);
-    if (self != NULL && self->pid == to)
-        return GS_EDEADLK;
     async_req *a = gs_calloc(1, sizeof *a);
     msg *m = msg_new(rt, MSG_CALL, tag, data, len);
     if (a == NULL || m == NULL) {

@@ -127,6 +127,5 @@ void *timer_main(void *arg);
 int timer_thread_state_init(timer_service *ts); /* GS_OK or GS_ENOMEM */
 void timer_thread_state_destroy(timer_service *ts);
 void timer_service_free_all(gs_runtime *rt);
-uint64_t timer_service_held(gs_runtime *rt);
 
 #endif

@@ -62,7 +62,9 @@ static pool_cache *arming_cache(gs_runtime *rt)
 
 /* ---- arming (any thread) -------------------------------------------- */
 
-static int rec_new(gs_runtime *rt, uint8_t kind, timer_rec **out, uint64_t *gen_out)
+/* A record of `kind` for target and deadline, not yet visible to anyone. */
+static int rec_new(gs_runtime *rt, uint8_t kind, gs_pid target, uint64_t deadline_ns, timer_rec **out,
+                   uint64_t *gen_out)
 {
     timer_service *ts = rt->timers;
     uint32_t idx;
@@ -74,6 +76,8 @@ static int rec_new(gs_runtime *rt, uint8_t kind, timer_rec **out, uint64_t *gen_
     atomic_store_explicit(&r->kind, kind, memory_order_relaxed);
     r->in_list = false;
     r->where = AT_NOWHERE;
+    atomic_store_explicit(&r->target, target, memory_order_relaxed);
+    r->deadline_ns = deadline_ns;
     /* The generation is bumped at each use; the record is not visible to
      * anybody with the new generation until its handle is returned. */
     uint64_t gen = (atomic_load_explicit(&r->state, memory_order_relaxed) >> ST_GEN_SHIFT) + 1;
@@ -110,6 +114,18 @@ static void submit(timer_service *ts, timer_rec *r, uint64_t deadline_ns)
     }
 }
 
+/* Publishes a filled record under its new generation, gives out its
+ * handle (out may be NULL) and pushes it to the timer thread. */
+static void rec_publish(gs_runtime *rt, timer_rec *r, uint64_t gen, uint64_t wake_ns, gs_timer *out)
+{
+    /* release: the record's fields are visible to whoever acquires the
+     * state (the timer thread via the inbox, a canceller via its CAS). */
+    atomic_store_explicit(&r->state, state_word(gen, TS_PENDING), memory_order_release);
+    if (out != NULL)
+        *out = handle_make(rt, (uint32_t)gen, r->idx);
+    submit(rt->timers, r, wake_ns);
+}
+
 /* Arms a TK_SEND timer delivering (msg_kind, tag, data, len) to pid, whose
  * slot is p. */
 static int arm_send(gs_runtime *rt, proc *p, gs_pid pid, uint8_t msg_kind, uint32_t tag, const void *data,
@@ -117,11 +133,9 @@ static int arm_send(gs_runtime *rt, proc *p, gs_pid pid, uint8_t msg_kind, uint3
 {
     timer_rec *r;
     uint64_t gen;
-    int rc = rec_new(rt, TK_SEND, &r, &gen);
+    int rc = rec_new(rt, TK_SEND, pid, deadline_ns, &r, &gen);
     if (rc != GS_OK)
         return rc;
-    atomic_store_explicit(&r->target, pid, memory_order_relaxed);
-    r->deadline_ns = deadline_ns;
     r->msg_kind = msg_kind;
     r->tag = tag;
     r->inline_data = len <= TIMER_INLINE_MAX;
@@ -140,18 +154,14 @@ static int arm_send(gs_runtime *rt, proc *p, gs_pid pid, uint8_t msg_kind, uint3
         m->sender = GS_NOPID; /* timers deliver as the runtime */
         r->u.m = m;
     }
-    /* release: the record's fields are visible to whoever acquires the
-     * state (the timer thread via the inbox, a canceller via its CAS). */
-    atomic_store_explicit(&r->state, state_word(gen, TS_PENDING), memory_order_release);
-    /* Tell the server's exit to ask for a purge. Only the first timer
-     * writes (the flag's line is shared with senders). A server that exits
-     * before this store, or whose purge overtakes this record in the
-     * inbox, is found dead when the timer thread takes the record in. */
+    /* Tell the server's exit to ask for a purge, before the push. Only the
+     * first timer writes (the flag's line is shared with senders). A
+     * server that exits before this store, or whose purge overtakes this
+     * record in the inbox, is found dead when the timer thread takes the
+     * record in. */
     if (!atomic_load_explicit(&p->has_timers, memory_order_relaxed))
         atomic_store_explicit(&p->has_timers, true, memory_order_seq_cst);
-    if (out != NULL)
-        *out = handle_make(rt, (uint32_t)gen, r->idx);
-    submit(rt->timers, r, deadline_ns);
+    rec_publish(rt, r, gen, deadline_ns, out);
     return GS_OK;
 }
 
@@ -214,18 +224,13 @@ int timers_arm_fn(gs_runtime *rt, uint64_t deadline_ns, void (*fn)(gs_runtime *,
 {
     timer_rec *r;
     uint64_t gen;
-    int rc = rec_new(rt, TK_FN, &r, &gen);
+    int rc = rec_new(rt, TK_FN, GS_NOPID, deadline_ns, &r, &gen);
     if (rc != GS_OK)
         return rc;
-    atomic_store_explicit(&r->target, GS_NOPID, memory_order_relaxed);
     r->u.call.fn = fn;
     r->u.call.a = a;
     r->u.call.b = b;
-    r->deadline_ns = deadline_ns;
-    atomic_store_explicit(&r->state, state_word(gen, TS_PENDING), memory_order_release);
-    if (out != NULL)
-        *out = handle_make(rt, (uint32_t)gen, r->idx);
-    submit(rt->timers, r, deadline_ns);
+    rec_publish(rt, r, gen, deadline_ns, out);
     return GS_OK;
 }
 
@@ -291,11 +296,9 @@ void timers_purge(gs_runtime *rt, proc *p)
     atomic_store_explicit(&p->has_timers, false, memory_order_relaxed);
     timer_rec *r;
     uint64_t gen;
-    if (rec_new(rt, TK_PURGE, &r, &gen) != GS_OK)
+    if (rec_new(rt, TK_PURGE, p->pid, 0, &r, &gen) != GS_OK)
         return; /* its timers are freed when they come due instead */
-    atomic_store_explicit(&r->target, p->pid, memory_order_relaxed);
-    atomic_store_explicit(&r->state, state_word(gen, TS_PENDING), memory_order_release);
-    submit(rt->timers, r, 0); /* 0: wake the thread now, memory is waiting */
+    rec_publish(rt, r, gen, 0, NULL); /* 0: wake the thread now, memory is waiting */
 }
 
 /* ---- the service's life ------------------------------------------------ */
