@@ -63,7 +63,6 @@ void wheel_init(wheel *w, uint64_t now)
 {
     w->now = now;
     w->count = 0;
-    w->warm_next = w->warm_head = NULL;
     for (unsigned l = 0; l < WHEEL_LEVELS; l++) {
         w->occupied[l] = 0;
         for (unsigned s = 0; s < WHEEL_SLOTS; s++) {
@@ -102,8 +101,6 @@ static void mark_empty(wheel *w, unsigned level, unsigned slot, unsigned part)
 
 static void unlink_timer(wheel *w, wheel_timer *t)
 {
-    if (w->warm_next == t)
-        w->warm_next = t->next; /* keep the warming walk on the list */
     t->prev->next = t->next;
     t->next->prev = t->prev;
     wheel_timer *head = &w->heads[t->level][t->slot][t->sub];
@@ -183,8 +180,6 @@ uint64_t wheel_advance(wheel *w, uint64_t now, wheel_fire_fn fire, void *ctx)
         w->now = p.tick;
         /* Detach the whole list first: fire() may insert into it again. */
         wheel_timer *head = &w->heads[p.level][p.slot][p.part];
-        if (head == w->warm_head)
-            w->warm_next = w->warm_head = NULL; /* its walk is over */
         wheel_timer *first = head->next, *last = head->prev;
         head->next = head->prev = head;
         mark_empty(w, p.level, p.slot, p.part);
@@ -204,35 +199,4 @@ uint64_t wheel_advance(wheel *w, uint64_t now, wheel_fire_fn fire, void *ctx)
     if (now > w->now)
         w->now = now;
     return fired;
-}
-
-uint64_t wheel_next_cascade(const wheel *w)
-{
-    place p = {0, 0, 0, 0};
-    return next_place(w, 1, &p) ? p.tick : UINT64_MAX;
-}
-
-unsigned wheel_warm(wheel *w, unsigned budget)
-{
-    place p = {0, 0, 0, 0};
-    if (!next_place(w, 1, &p))
-        return 0;
-    wheel_timer *head = &w->heads[p.level][p.slot][p.part];
-    if (head != w->warm_head) { /* a new list: start from its first timer */
-        w->warm_head = head;
-        w->warm_next = head->next;
-    }
-    unsigned done = 0;
-    wheel_timer *t = w->warm_next;
-    /* The loads are the point: each step reads the timer's line (the
-     * cascade reads next and deadline from it). */
-    uint64_t sink = 0;
-    while (t != head && done < budget) {
-        sink += t->deadline;
-        t = t->next;
-        done++;
-    }
-    w->warm_next = t;
-    __asm__ volatile("" : : "r"(sink)); /* keep the loads */
-    return done;
 }

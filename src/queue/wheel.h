@@ -29,8 +29,6 @@ typedef struct wheel {
     uint16_t parts[WHEEL_LEVELS][WHEEL_SLOTS]; /* bit p set: part p of the slot is non-empty */
     wheel_timer heads[WHEEL_LEVELS][WHEEL_SLOTS][WHEEL_SUBS]; /* list sentinels (level 0: part 0 only) */
     uint64_t count;
-    wheel_timer *warm_next; /* wheel_warm's place in the next cascade's list, or NULL */
-    wheel_timer *warm_head; /* ... and that list's head */
 } wheel;
 
 typedef void (*wheel_fire_fn)(wheel_timer *t, void *ctx);
@@ -54,15 +52,5 @@ uint64_t wheel_next_tick(const wheel *w);
  * no particular order). fire may insert timers but must not remove any.
  * Returns how many fired. */
 uint64_t wheel_advance(wheel *w, uint64_t now, wheel_fire_fn fire, void *ctx);
-
-/* The first tick at which a slot part above level 0 cascades (UINT64_MAX
- * if none), and a walk through that part's timers, at most `budget` of
- * them per call, that loads each one: with a million timers a cascade is
- * a chase through cold memory (a cache miss per timer); warming its
- * timers ahead, while the owner has nothing else to do, lets the cascade
- * itself find them in cache. Returns how many timers it loaded (0:
- * nothing, or all of it, is warm). */
-uint64_t wheel_next_cascade(const wheel *w);
-unsigned wheel_warm(wheel *w, unsigned budget);
 
 #endif

@@ -19,11 +19,9 @@
  * in a tight loop cannot hold up due timers), serve the clock, then sleep
  * on a futex until the next bucket end or occupied tick, whichever is
  * first. The thread's timer slack is set low, or the kernel would add
- * 50 us to every sleep. Before sleeping, if a slot above level 0 is to
- * cascade within WARM_LEAD_NS, the thread walks through its timers first
- * (wheel_warm): with a million timers, a cascade that finds its 30,000
- * timers cold in memory took 6 ms (W7), and every timer due meanwhile was
- * that late.
+ * 50 us to every sleep. (A walk that warmed the next cascade's timers
+ * while the thread had time to spare was tried and removed: it moved the
+ * cache misses rather than saving them, and cost W7 a tenth of its CPU.)
  *
  * Ownership of a record (see the state word in timer_service.h): the
  * drain sets DRAINED with a CAS from PENDING; from then on a canceller
@@ -43,8 +41,6 @@
 #include "timer_service.h"
 
 #define INBOX_BATCH 1024
-#define WARM_LEAD_NS 16000000u /* start warming a cascade this long before it */
-#define WARM_STEP 256u         /* timers warmed between two looks at the clock */
 #define TIMER_SLACK_NS 5000
 
 static timer_rec *rec_from_wheel(wheel_timer *wt)
@@ -406,14 +402,7 @@ void *timer_main(void *arg)
         drain_inbox(rt, INBOX_BATCH);
         serve(rt, now_ns());
         uint64_t next = next_work_ns(ts);
-        uint64_t now = now_ns();
-        if (next <= now || injectq_maybe_nonempty(&ts->inbox))
-            continue;
-        /* Time to spare: warm the next cascade if it comes soon (a small
-         * step at a time, so that due timers are not held up). */
-        uint64_t cascade = wheel_next_cascade(&ts->wheel);
-        if (cascade != UINT64_MAX && tick_start_ns(ts, cascade) < now + WARM_LEAD_NS &&
-            wheel_warm(&ts->wheel, WARM_STEP) > 0)
+        if (next <= now_ns() || injectq_maybe_nonempty(&ts->inbox))
             continue;
         uint32_t bell = atomic_load_explicit(&ts->bell, memory_order_acquire);
         atomic_store_explicit(&ts->backlog, 0, memory_order_relaxed);
