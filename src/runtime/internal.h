@@ -209,8 +209,11 @@ typedef struct worker {
     _Atomic uint64_t messages, parks, suspended, resumed, blocked;
 } worker;
 
+struct thread_cache;
+
 struct gs_runtime {
     uint32_t tag;
+    uint64_t serial; /* unique per runtime started in this process */
     unsigned nworkers;
     worker *workers;
 
@@ -234,6 +237,7 @@ struct gs_runtime {
 
     /* timers (timers.c) */
     struct timer_service *timers;
+    struct thread_cache *thread_caches; /* outside threads' record caches (thread_cache.c) */
 
     /* monitors (monitors.c) */
     pool monitors;
@@ -349,6 +353,7 @@ int timers_start(gs_runtime *rt);
 void timers_stop(gs_runtime *rt);
 void timers_purge(gs_runtime *rt, proc *p);
 uint64_t timer_service_held(gs_runtime *rt); /* timer_thread.c */
+uint32_t timers_records_made(gs_runtime *rt); /* records the pool holds, free or not (tests) */
 int timers_arm_idle(proc *p, uint64_t deadline_ns, gs_timer *out);
 /* Calls fn(rt, a, b) on the timer thread at deadline_ns (unless cancelled). */
 int timers_arm_fn(gs_runtime *rt, uint64_t deadline_ns, void (*fn)(gs_runtime *, uint64_t, uint64_t), uint64_t a,

@@ -65,6 +65,9 @@ int gs_runtime_start(gs_runtime **out, const gs_runtime_opts *opts)
         return GS_ELIMIT;
     }
     runtime_by_tag[rt->tag] = rt; /* before any server exists: published with its pids */
+    static _Atomic uint64_t serials;
+    /* relaxed: only uniqueness matters (see thread_cache.c) */
+    rt->serial = atomic_fetch_add_explicit(&serials, 1, memory_order_relaxed) + 1;
     rt->nworkers = workers;
     atomic_init(&rt->live, 0);
     atomic_init(&rt->opened, 0);

@@ -8,9 +8,10 @@
  * Design: one timer thread owns the wheel (wheel.c, 1 ms ticks) and the
  * tick it is serving, split into sub-tick buckets (timer_thread.c), so
  * neither needs a lock. Timer records live in a type-stable pool (taken
- * through the arming worker's cache, freed into the timer thread's); a
- * handle is generation | runtime tag | index, checked against the
- * record's own generation. This file is the arming side, any thread:
+ * through the arming thread's cache: a worker's own, or for any other
+ * thread one in thread_cache.c; freed into the timer thread's); a handle
+ * is generation | runtime tag | index, checked against the record's own
+ * generation. This file is the arming side, any thread:
  *   - Arming fills a record (a payload up to TIMER_INLINE_MAX bytes sits
  *     in it: no allocation; the message is made when the timer fires, and
  *     a failure there retries a tick later), sets it PENDING and pushes it
@@ -46,6 +47,7 @@
 
 #include "alloc.h"
 #include "futex.h"
+#include "thread_cache.h"
 #include "timer_service.h"
 
 static inline gs_timer handle_make(gs_runtime *rt, uint32_t gen, uint32_t idx)
@@ -53,11 +55,12 @@ static inline gs_timer handle_make(gs_runtime *rt, uint32_t gen, uint32_t idx)
     return (gs_timer)gen << 32 | (gs_timer)rt->tag << PID_INDEX_BITS | idx;
 }
 
-/* The arming thread's record cache: a worker's own, else none. */
+/* The arming thread's record cache: a worker's own, else the thread's
+ * (thread_cache.c). */
 static pool_cache *arming_cache(gs_runtime *rt)
 {
     worker *w = worker_of(rt);
-    return w != NULL ? &w->timer_cache : NULL;
+    return w != NULL ? &w->timer_cache : thread_timer_cache(rt);
 }
 
 /* ---- arming (any thread) -------------------------------------------- */
@@ -337,6 +340,11 @@ int timers_start(gs_runtime *rt)
     return GS_OK;
 }
 
+uint32_t timers_records_made(gs_runtime *rt)
+{
+    return rt->timers != NULL ? pool_high_water(&rt->timers->recs) : 0;
+}
+
 /* Called once every server is gone: stops the thread and frees what is
  * still pending (timers of servers that no longer exist). */
 void timers_stop(gs_runtime *rt)
@@ -350,6 +358,7 @@ void timers_stop(gs_runtime *rt)
     pthread_join(ts->thread, NULL);
     timer_service_free_all(rt);
     timer_thread_state_destroy(ts);
+    thread_caches_detach(rt); /* before their records' pool goes */
     pool_destroy(&ts->recs);
     free(ts);
     rt->timers = NULL;

@@ -2,7 +2,10 @@
  * the servers are stopped and restarted. Exact accounting: every timer is
  * either delivered exactly once (and its cancel, if any, said GS_ENOENT)
  * or cancelled with GS_OK / dropped with its dead server (never
- * delivered); nothing reaches a later server in the same slot. */
+ * delivered); nothing reaches a later server in the same slot. A last
+ * phase keeps the arming threads alive across runtime stops and starts:
+ * their record caches (thread_cache.c) are detached by each stop and
+ * bound again to the next runtime. */
 #define _GNU_SOURCE
 #include <genserver.h>
 #include <pthread.h>
@@ -182,10 +185,61 @@ static void run_phase(int which)
            which == 0 ? "(servers restarted)" : "(servers stay)", TOTAL, deliveries, ok_cancel, dropped, never);
 }
 
+#define RUNTIMES 30
+
+static pthread_barrier_t rebind_barrier;
+static gs_runtime *_Atomic current_rt; /* set by main between two barriers */
+static _Atomic gs_pid current_sink;
+static atomic_int rebind_failures;
+
+static void *rebinder(void *arg)
+{
+    uintptr_t who = (uintptr_t)arg;
+    for (int round = 0; round < RUNTIMES; round++) {
+        pthread_barrier_wait(&rebind_barrier); /* the runtime is up */
+        gs_runtime *r = atomic_load(&current_rt);
+        gs_pid to = atomic_load(&current_sink);
+        for (uint32_t i = 0; i < 300 + who * 50; i++) {
+            gs_timer t;
+            if (gs_send_after(r, to, 1, &i, sizeof i, 60000, &t) != GS_OK || gs_cancel_timer(r, t) != GS_OK)
+                atomic_fetch_add(&rebind_failures, 1);
+        }
+        pthread_barrier_wait(&rebind_barrier); /* main stops it now */
+    }
+    return NULL;
+}
+
+static void run_rebind_phase(void)
+{
+    pthread_t th[THREADS];
+    pthread_barrier_init(&rebind_barrier, NULL, THREADS + 1);
+    for (uintptr_t i = 0; i < THREADS; i++)
+        pthread_create(&th[i], NULL, rebinder, (void *)i);
+    for (int round = 0; round < RUNTIMES; round++) {
+        gs_runtime *r;
+        gs_runtime_opts opts = {.workers = 2};
+        CHECK_RC(gs_runtime_start(&r, &opts), GS_OK);
+        gs_pid sink;
+        CHECK_RC(gs_start(r, &target_ops, NULL, &sink), GS_OK);
+        atomic_store(&current_rt, r);
+        atomic_store(&current_sink, sink);
+        pthread_barrier_wait(&rebind_barrier);
+        pthread_barrier_wait(&rebind_barrier);
+        CHECK_RC(gs_runtime_stop(r), GS_OK); /* the threads' caches are bound to it */
+    }
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&rebind_barrier);
+    CHECKF(atomic_load(&rebind_failures) == 0, "%d arm/cancel failures across runtime restarts",
+           atomic_load(&rebind_failures));
+    printf("stress_timers (threads outlive %d runtimes): ok\n", RUNTIMES);
+}
+
 int main(void)
 {
     stress_watchdog(300);
     run_phase(0);
     run_phase(1);
+    run_rebind_phase();
     return 0;
 }
