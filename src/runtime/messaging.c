@@ -10,9 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
+#include "deadline_clock.h"
 #include "futex.h"
 #include "internal.h"
-#include "alloc.h"
 
 /* A message with room for len payload bytes, not filled in. */
 msg *msg_alloc(gs_runtime *rt, uint8_t kind, uint32_t tag, size_t len)
@@ -96,7 +97,7 @@ int timeout_to_deadline(int timeout_ms, uint64_t *deadline_ns)
     }
     if (timeout_ms < 0 || timeout_ms > GS_TIMEOUT_MAX_MS)
         return GS_EINVAL;
-    *deadline_ns = now_ns() + (uint64_t)timeout_ms * 1000000u;
+    *deadline_ns = deadline_clock_ns() + (uint64_t)timeout_ms * 1000000u; /* never early */
     return GS_OK;
 }
 

@@ -46,6 +46,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "deadline_clock.h"
 #include "futex.h"
 #include "thread_cache.h"
 #include "timer_service.h"
@@ -178,7 +179,7 @@ int gs_send_after(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, siz
         return GS_EMSGSIZE;
     if (to == GS_NOPID || pid_tag(to) != rt->tag || !target_alive(rt, to))
         return GS_ENOPROC;
-    uint64_t deadline_ns = now_ns() + (uint64_t)delay_ms * 1000000u;
+    uint64_t deadline_ns = deadline_clock_ns() + (uint64_t)delay_ms * 1000000u;
     return arm_send(rt, proc_table_at(rt, pid_index(to)), to, MSG_INFO, tag, data, len, deadline_ns, out);
 }
 
