@@ -23,4 +23,10 @@ void idxstack_init(idxstack *s);
 void idxstack_push(idxstack *s, uint32_t idx, idxstack_link_fn link, void *ctx);
 bool idxstack_pop(idxstack *s, uint32_t *idx, idxstack_link_fn link, void *ctx);
 
+/* Pushes n >= 1 entries with one CAS (they come off in the order given). */
+void idxstack_push_many(idxstack *s, const uint32_t *idx, uint32_t n, idxstack_link_fn link, void *ctx);
+
+/* Pops up to max entries with one CAS; returns how many (0: empty). */
+uint32_t idxstack_pop_many(idxstack *s, uint32_t *out, uint32_t max, idxstack_link_fn link, void *ctx);
+
 #endif

@@ -143,9 +143,8 @@ int pool_alloc_cached(pool *p, pool_cache *c, uint32_t *idx)
     if (c == NULL)
         return pool_alloc(p, idx);
     if (c->n == 0) {
-        /* Refill in one burst: the shared stack's line stays here for it. */
-        while (c->n < POOL_CACHE_BATCH && idxstack_pop(&p->free, &c->idx[c->n], free_link, p))
-            c->n++;
+        /* Refill with one CAS on the shared stack. */
+        c->n = idxstack_pop_many(&p->free, c->idx, POOL_CACHE_BATCH, free_link, p);
         if (c->n == 0)
             return pool_alloc(p, idx); /* nothing free: a fresh record */
     }
@@ -160,9 +159,8 @@ void pool_free_cached(pool *p, pool_cache *c, uint32_t idx)
         return;
     }
     if (c->n == POOL_CACHE_CAP) {
-        /* Hand the older half back in one burst; keep the recent (warm) half. */
-        for (uint32_t i = 0; i < POOL_CACHE_BATCH; i++)
-            pool_free(p, c->idx[i]);
+        /* Hand the older half back with one CAS; keep the recent (warm) half. */
+        idxstack_push_many(&p->free, c->idx, POOL_CACHE_BATCH, free_link, p);
         memmove(c->idx, c->idx + POOL_CACHE_BATCH, (POOL_CACHE_CAP - POOL_CACHE_BATCH) * sizeof c->idx[0]);
         c->n = POOL_CACHE_CAP - POOL_CACHE_BATCH;
     }

@@ -49,7 +49,7 @@ static void unbind_locked(thread_cache *c)
     gs_runtime *rt = atomic_load_explicit(&c->rt, memory_order_relaxed);
     if (rt != NULL) {
         for (uint32_t i = 0; i < c->timers.n; i++)
-            pool_free(&rt->timers->recs, c->timers.idx[i]);
+            pool_free(&rt->timers->recs, c->timers.idx[i]); /* rare: one at a time */
         if (c->prev != NULL)
             c->prev->next = c->next;
         else

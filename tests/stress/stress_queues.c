@@ -22,7 +22,7 @@
  *                    stub re-insertion races with pushes all the time
  *   runq             owner pushes/pops/LIFO-slot/take_half, 2 thieves steal
  *                    from it and from each other
- *   idxstack         4 threads cycling a pool of 64 indices
+ *   idxstack         4 threads cycling a pool of 64 indices (two in runs)
  */
 #include <pthread.h>
 #include <sched.h>
@@ -642,6 +642,7 @@ static void *ist_worker(void *arg)
 {
     uint32_t me = (uint32_t)(intptr_t)arg;
     uint32_t seed = 0x9e3779b9u * (me + 1);
+    bool in_runs = (me & 1) != 0; /* odd threads pop and push runs */
     uint32_t held[IS_HOLD_MAX];
     while (!atomic_load(&ist.go))
         sched_yield();
@@ -649,10 +650,17 @@ static void *ist_worker(void *arg)
         seed = seed * 1664525u + 1013904223u;
         unsigned want = 1 + (seed >> 28) % IS_HOLD_MAX;
         unsigned n = 0;
+        uint32_t got[IS_HOLD_MAX];
+        uint32_t ngot = in_runs ? idxstack_pop_many(&ist.s, got, want, ist_link, ist.link) : 0, used = 0;
         while (n < want) {
             uint32_t idx;
-            if (!idxstack_pop(&ist.s, &idx, ist_link, ist.link))
+            if (in_runs) {
+                if (used >= ngot)
+                    break;
+                idx = got[used++];
+            } else if (!idxstack_pop(&ist.s, &idx, ist_link, ist.link)) {
                 break;
+            }
             if (idx >= IS_POOL) {
                 atomic_fetch_add(&ist.bad_index, 1);
                 continue;
@@ -668,12 +676,16 @@ static void *ist_worker(void *arg)
         atomic_fetch_add_explicit(&ist.pops_ok, n, memory_order_relaxed);
         if ((r & 127) == 0)
             sched_yield();
+        uint32_t order[IS_HOLD_MAX];
         for (unsigned k = 0; k < n; k++) {
-            uint32_t idx = held[(k + (seed & 7)) % n];
+            uint32_t idx = order[k] = held[(k + (seed & 7)) % n];
             if (!atomic_exchange_explicit(&ist.owned[idx], false, memory_order_relaxed))
                 atomic_fetch_add(&ist.lost_owner, 1);
-            idxstack_push(&ist.s, idx, ist_link, ist.link);
+            if (!in_runs)
+                idxstack_push(&ist.s, idx, ist_link, ist.link);
         }
+        if (in_runs && n > 0)
+            idxstack_push_many(&ist.s, order, n, ist_link, ist.link);
     }
     return NULL;
 }

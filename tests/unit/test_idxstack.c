@@ -1,6 +1,6 @@
 /* test_idxstack.c - unit tests of the tagged Treiber stack of indices
- * (src/queue/idxstack.c): LIFO order, empty pop, and 4 threads popping and
- * pushing back a pool of 64 indices, with an ownership flag per index
+ * (src/queue/idxstack.c): LIFO order, empty pop, runs, and 4 threads
+ * popping and pushing back a pool of 64 indices (two of them in runs), with an ownership flag per index
  * proving no index is ever held by two threads at once. Worker threads only
  * record; the test thread asserts after joining them.
  */
@@ -67,6 +67,35 @@ Test(idxstack, lifo_order, .timeout = 30)
     cr_assert_not(idxstack_pop(&s, &idx, pool_link, &pl));
 }
 
+Test(idxstack, many_at_once, .timeout = 30)
+{
+    static pool pl;
+    idxstack s;
+    idxstack_init(&s);
+    uint32_t out[64];
+    cr_assert_eq(idxstack_pop_many(&s, out, 8, pool_link, &pl), 0u);
+    const uint32_t run[] = {7, 3, 60, 0, 12};
+    idxstack_push(&s, 40, pool_link, &pl);
+    idxstack_push_many(&s, run, 5, pool_link, &pl);
+    idxstack_push(&s, 41, pool_link, &pl);
+    /* 41 on top, then the run in its order, then 40. */
+    cr_assert_eq(idxstack_pop_many(&s, out, 3, pool_link, &pl), 3u);
+    cr_assert_eq(out[0], 41);
+    cr_assert_eq(out[1], 7);
+    cr_assert_eq(out[2], 3);
+    cr_assert_eq(idxstack_pop_many(&s, out, 64, pool_link, &pl), 4u);
+    const uint32_t rest[] = {60, 0, 12, 40};
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(out[i], rest[i]);
+    cr_assert_eq(idxstack_pop_many(&s, out, 64, pool_link, &pl), 0u);
+    uint32_t one = 9;
+    idxstack_push_many(&s, &one, 1, pool_link, &pl);
+    uint32_t idx;
+    cr_assert(idxstack_pop(&s, &idx, pool_link, &pl));
+    cr_assert_eq(idx, 9);
+    cr_assert_eq(idxstack_pop_many(&s, out, 0, pool_link, &pl), 0u);
+}
+
 /* White box: the version half of the top word wraps without harm. */
 Test(idxstack, version_wraps, .timeout = 30)
 {
@@ -105,6 +134,7 @@ static is_shared is;
 static void *is_worker(void *arg)
 {
     uint32_t seed = 0x9e3779b9u * (uint32_t)((uintptr_t)arg + 1);
+    bool in_runs = ((uintptr_t)arg & 1) != 0; /* odd threads pop and push runs */
     uint32_t held[IS_HOLD_MAX];
     while (!atomic_load(&is.go))
         sched_yield();
@@ -112,7 +142,20 @@ static void *is_worker(void *arg)
         seed = seed * 1664525u + 1013904223u;
         unsigned want = 1 + (seed >> 28) % IS_HOLD_MAX;
         unsigned n = 0;
-        while (n < want) {
+        if (in_runs) {
+            uint32_t got[IS_HOLD_MAX];
+            uint32_t k = idxstack_pop_many(&is.s, got, want, pool_link, &is.pl);
+            for (uint32_t i = 0; i < k; i++) {
+                if (got[i] >= IS_POOL) {
+                    atomic_fetch_add(&is.bad_index, 1);
+                    continue;
+                }
+                if (atomic_exchange(&is.owned[got[i]], true))
+                    atomic_fetch_add(&is.double_owner, 1);
+                held[n++] = got[i];
+            }
+        }
+        while (!in_runs && n < want) {
             uint32_t idx;
             if (!idxstack_pop(&is.s, &idx, pool_link, &is.pl))
                 break; /* the others hold the rest */
@@ -127,13 +170,17 @@ static void *is_worker(void *arg)
         atomic_fetch_add_explicit(&is.pops_ok, n, memory_order_relaxed);
         if ((r & 127) == 0)
             sched_yield();
-        /* Release in a scrambled order. */
+        /* Release in a scrambled order (as one run on odd threads). */
+        uint32_t order[IS_HOLD_MAX];
         for (unsigned k = 0; k < n; k++) {
-            uint32_t idx = held[(k + (seed & 7)) % n];
+            uint32_t idx = order[k] = held[(k + (seed & 7)) % n];
             if (!atomic_exchange(&is.owned[idx], false))
                 atomic_fetch_add(&is.lost_owner, 1);
-            idxstack_push(&is.s, idx, pool_link, &is.pl);
+            if (!in_runs)
+                idxstack_push(&is.s, idx, pool_link, &is.pl);
         }
+        if (in_runs && n > 0)
+            idxstack_push_many(&is.s, order, n, pool_link, &is.pl);
     }
     return NULL;
 }
