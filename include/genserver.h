@@ -340,7 +340,10 @@ typedef uint64_t gs_timer;
  * Timers that come due in the same 1/8 ms may arrive in any order (timers
  * armed in order with the same delay arrive in order). *out (may be NULL)
  * gets a handle for gs_cancel_timer. A timer whose target stops is
- * cancelled with it. Returns GS_OK, GS_ENOPROC (`to` is not a live
+ * cancelled with it. Any thread; a thread outside the runtime's workers
+ * keeps up to 64 free timer records (128 bytes each) of the runtime it
+ * last armed a timer on, handed back when it exits or arms on another
+ * runtime. Returns GS_OK, GS_ENOPROC (`to` is not a live
  * server), GS_EINVAL (rt NULL, data NULL with len > 0, a runtime tag,
  * delay_ms negative or above GS_TIMEOUT_MAX_MS), GS_EMSGSIZE, GS_ENOMEM. */
 int gs_send_after(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len, int delay_ms,
