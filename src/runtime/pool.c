@@ -117,20 +117,33 @@ static int ensure_chunk(pool *p, uint32_t idx)
     return rc;
 }
 
+/* Takes up to `want` never-used indices, [*first, *first + n): returns n
+ * (0: GS_ELIMIT or GS_ENOMEM in *rc). Indices past the limit are given
+ * back; indices whose chunk cannot be made are lost (later ones retry). */
+static uint32_t take_fresh(pool *p, uint32_t want, uint32_t *first, int *rc)
+{
+    uint32_t i = atomic_fetch_add_explicit(&p->fresh, want, memory_order_relaxed);
+    uint32_t n = i >= p->max_records ? 0 : p->max_records - i;
+    if (n > want)
+        n = want;
+    if (n < want)
+        atomic_fetch_sub_explicit(&p->fresh, want - n, memory_order_relaxed);
+    *rc = GS_ELIMIT;
+    if (n == 0)
+        return 0;
+    /* A run spans at most two chunks (want <= a chunk's records). */
+    if ((*rc = ensure_chunk(p, i)) != GS_OK || (*rc = ensure_chunk(p, i + n - 1)) != GS_OK)
+        return 0;
+    *first = i;
+    return n;
+}
+
 int pool_alloc(pool *p, uint32_t *idx)
 {
     if (idxstack_pop(&p->free, idx, free_link, p))
         return GS_OK;
-    uint32_t i = atomic_fetch_add_explicit(&p->fresh, 1, memory_order_relaxed);
-    if (i >= p->max_records) {
-        atomic_fetch_sub_explicit(&p->fresh, 1, memory_order_relaxed);
-        return GS_ELIMIT;
-    }
-    int rc = ensure_chunk(p, i);
-    if (rc != GS_OK)
-        return rc; /* index i is lost; later ones retry the chunk */
-    *idx = i;
-    return GS_OK;
+    int rc;
+    return take_fresh(p, 1, idx, &rc) == 1 ? GS_OK : rc;
 }
 
 void pool_free(pool *p, uint32_t idx)
@@ -143,10 +156,20 @@ int pool_alloc_cached(pool *p, pool_cache *c, uint32_t *idx)
     if (c == NULL)
         return pool_alloc(p, idx);
     if (c->n == 0) {
-        /* Refill with one CAS on the shared stack. */
+        /* Refill with one CAS on the shared stack, or else with a run of
+         * fresh records taken with one add (lowest index first out, so
+         * that they are used in address order). */
         c->n = idxstack_pop_many(&p->free, c->idx, POOL_CACHE_BATCH, free_link, p);
-        if (c->n == 0)
-            return pool_alloc(p, idx); /* nothing free: a fresh record */
+        if (c->n == 0) {
+            uint32_t first;
+            int rc;
+            uint32_t n = take_fresh(p, POOL_CACHE_BATCH, &first, &rc);
+            if (n == 0)
+                return rc;
+            for (uint32_t i = 0; i < n; i++)
+                c->idx[i] = first + n - 1 - i;
+            c->n = n;
+        }
     }
     *idx = c->idx[--c->n];
     return GS_OK;

@@ -45,12 +45,14 @@ void *pool_at(pool *p, uint32_t idx);
 int pool_alloc(pool *p, uint32_t *idx);
 void pool_free(pool *p, uint32_t idx);
 
-/* A free-record cache owned by one thread (a worker, the timer thread):
- * allocating and freeing through it touch no shared word, and it trades
- * with the pool's shared stack POOL_CACHE_BATCH records at a time, so the
- * shared stack's cache line moves between threads once per batch instead
- * of once per record. Records parked in a cache are free but invisible to
- * other threads: at most POOL_CACHE_CAP per cache. */
+/* A free-record cache owned by one thread (a worker, the timer thread, an
+ * outside thread: see thread_cache.c): allocating and freeing through it
+ * touch no shared word, and it trades with the pool's shared stack, or
+ * takes never-used records, POOL_CACHE_BATCH at a time (one atomic
+ * operation each way), so the pool's shared line moves between threads
+ * once per batch instead of once per record. Records parked in a cache
+ * are free but invisible to other threads: at most POOL_CACHE_CAP per
+ * cache. */
 #define POOL_CACHE_CAP 64
 #define POOL_CACHE_BATCH 32
 
