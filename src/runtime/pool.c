@@ -26,11 +26,15 @@ int pool_init(pool *p, size_t rec_size, size_t link_offset, uint32_t chunk_shift
 
 /* Chunk memory. Big chunks are mapped, not allocated: the kernel hands
  * out zeroed pages as they are first touched, so a chunk costs no memset
- * and no memory for records never used; huge chunks ask for transparent
- * huge pages, so a million timers take a few dozen page faults instead of
- * tens of thousands. */
+ * and no memory for records never used.
+ *
+ * In small pages, not transparent huge ones: on a VM whose balloon driver
+ * reports free memory to the host (free page reporting, in 2 MiB blocks),
+ * a huge page is a block the host took back, and faulting it in costs the
+ * host 512 faults of its own: 64 MiB took 120-180 ms in huge pages against
+ * 20-30 ms in 4 KiB pages, which come from the low-order free lists that
+ * are never reported (bench/README.md, "Measured elsewhere"). */
 #define CHUNK_MAP_MIN ((size_t)64 << 10)
-#define HUGE_PAGE ((size_t)2 << 20)
 
 static unsigned char *chunk_alloc(size_t bytes)
 {
@@ -42,20 +46,8 @@ static unsigned char *chunk_alloc(size_t bytes)
     }
     if (alloc_should_fail())
         return NULL;
-    size_t extra = bytes >= HUGE_PAGE ? HUGE_PAGE : 0; /* room to align to a huge page */
-    unsigned char *m = mmap(NULL, bytes + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED)
-        return NULL;
-    if (extra == 0)
-        return m;
-    uintptr_t aligned = ((uintptr_t)m + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
-    size_t head = aligned - (uintptr_t)m;
-    if (head > 0)
-        munmap(m, head);
-    if (extra - head > 0)
-        munmap((unsigned char *)aligned + bytes, extra - head);
-    (void)madvise((void *)aligned, bytes, MADV_HUGEPAGE); /* a hint: fine if refused */
-    return (unsigned char *)aligned;
+    unsigned char *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return m == MAP_FAILED ? NULL : m;
 }
 
 static void chunk_free(unsigned char *c, size_t bytes)

@@ -7,7 +7,7 @@
 
 #include "internal.h"
 
-#define TIMER_CHUNK_SHIFT 14 /* 16,384 records: 2 MiB, one huge page */
+#define TIMER_CHUNK_SHIFT 14 /* 16,384 records: 2 MiB */
 #define TARGET_CHUNK_SHIFT 12 /* list heads per chunk of the by-target table */
 #define TIMER_MAX (1u << 24) /* pending timers per runtime */
 #define NS_PER_TICK 1000000u
