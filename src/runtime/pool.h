@@ -4,8 +4,9 @@
  * pool_destroy, so a record's memory stays valid (and its atomics
  * meaningful) for the pool's whole life: a stale handle can always be
  * checked against the record's own generation instead of crashing. Free
- * records are kept on a lock-free index stack whose link word lives in the
- * record at `link_offset`.
+ * records are kept on lock-free index stacks: one record at a time linked
+ * through the word at `link_offset` in the record, or in batches that
+ * caches hand back and take whole (pool.c).
  *
  * pool_alloc, pool_free, pool_at: any thread. pool_init, pool_destroy:
  * with no concurrent user.
@@ -27,7 +28,9 @@ typedef struct pool {
     uint32_t max_records;
     _Atomic(unsigned char *) *chunks;
     _Atomic uint32_t fresh; /* next never-used index */
-    idxstack free;
+    idxstack free;          /* single records, linked through the records */
+    idxstack full;          /* batches (indices into *batches) of free records */
+    struct pool *batches;   /* pool_batch records; NULL in a pool of batches */
     pthread_mutex_t grow_lock;
 } pool;
 
@@ -48,13 +51,21 @@ void pool_free(pool *p, uint32_t idx);
 /* A free-record cache owned by one thread (a worker, the timer thread, an
  * outside thread: see thread_cache.c): allocating and freeing through it
  * touch no shared word, and it trades with the pool's shared stack, or
- * takes never-used records, POOL_CACHE_BATCH at a time (one atomic
- * operation each way), so the pool's shared line moves between threads
+ * takes never-used records, POOL_CACHE_BATCH at a time (a batch each
+ * way), so the pool's shared line moves between threads
  * once per batch instead of once per record. Records parked in a cache
  * are free but invisible to other threads: at most POOL_CACHE_CAP per
  * cache. */
 #define POOL_CACHE_CAP 64
-#define POOL_CACHE_BATCH 32
+#define POOL_CACHE_BATCH 31
+
+/* A run of POOL_CACHE_BATCH free records handed from one cache to
+ * another as one unit (see pool.c): a line and a half of indices, so that
+ * the taker reads two lines instead of one link in each record. */
+typedef struct pool_batch {
+    _Atomic uint32_t link; /* in the pool of batches, or in a pool's `full` */
+    uint32_t idx[POOL_CACHE_BATCH];
+} pool_batch;
 
 typedef struct pool_cache {
     uint32_t n;
