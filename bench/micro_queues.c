@@ -401,9 +401,8 @@ static void wheel_schedule_cancel(void)
 {
     enum { BATCH = 1024 };
     int64_t rounds = 20000 / scale;
-    wheel *w = malloc(sizeof *w);
     wheel_timer *ts = calloc(BATCH, sizeof *ts);
-    wheel_init(w, 1000);
+    wheel *w = wheel_new(1000);
     lcg_state = 42;
     bool ok = true;
     int64_t t0 = now_ns();
@@ -418,7 +417,7 @@ static void wheel_schedule_cancel(void)
     ok &= w->count == 0 && wheel_next_tick(w) == UINT64_MAX;
     report("wheel_schedule_cancel", 1, "insert+remove (1024 pending at most)", rounds * BATCH, ns, ok, NULL);
     free(ts);
-    free(w);
+    wheel_free(w);
 }
 
 /* The same with 1,000,000 other timers pending: the cache sees a full
@@ -427,9 +426,8 @@ static void wheel_schedule_cancel_full(void)
 {
     enum { BATCH = 1024 };
     int64_t pending = 1000000 / scale, rounds = 20000 / scale;
-    wheel *w = malloc(sizeof *w);
     wheel_timer *bg = calloc((size_t)pending, sizeof *bg), *ts = calloc(BATCH, sizeof *ts);
-    wheel_init(w, 1000);
+    wheel *w = wheel_new(1000);
     lcg_state = 42;
     for (int64_t i = 0; i < pending; i++)
         wheel_insert(w, &bg[i], w->now + lcg_delay());
@@ -448,7 +446,7 @@ static void wheel_schedule_cancel_full(void)
     report("wheel_schedule_cancel_full", 1, "insert+remove beside `pending` others", rounds * BATCH, ns, ok, extra);
     free(bg);
     free(ts);
-    free(w);
+    wheel_free(w);
 }
 
 /* wheel_next_tick with 1,000,000 timers pending (what the timer thread
@@ -457,9 +455,8 @@ static void wheel_schedule_cancel_full(void)
 static void wheel_next_tick_bench(void)
 {
     int64_t pending = 1000000 / scale, n = 20000000 / scale;
-    wheel *w = malloc(sizeof *w);
     wheel_timer *ts = calloc((size_t)pending, sizeof *ts);
-    wheel_init(w, 1000);
+    wheel *w = wheel_new(1000);
     lcg_state = 42;
     uint64_t earliest = UINT64_MAX;
     for (int64_t i = 0; i < pending; i++) {
@@ -489,7 +486,7 @@ static void wheel_next_tick_bench(void)
              (double)far_ns / (double)n);
     report("wheel_next_tick", 1, "next-deadline query, `pending` timers (one due in 5 ticks)", n, ns, ok, extra);
     free(ts);
-    free(w);
+    wheel_free(w);
 }
 
 typedef struct fire_ctx {
@@ -513,9 +510,8 @@ static void count_fire(wheel_timer *t, void *arg)
 static void wheel_advance_bench(void)
 {
     int64_t pending = 1000000 / scale;
-    wheel *w = malloc(sizeof *w);
     wheel_timer *ts = calloc((size_t)pending, sizeof *ts);
-    wheel_init(w, 1000);
+    wheel *w = wheel_new(1000);
     lcg_state = 42;
     for (int64_t i = 0; i < pending; i++)
         wheel_insert(w, &ts[i], w->now + lcg_delay());
@@ -532,7 +528,7 @@ static void wheel_advance_bench(void)
     report("wheel_advance", 1, "timer fired (all over 1000 ticks, advanced tick by tick)", (int64_t)c.fired, ns,
            ok, extra);
     free(ts);
-    free(w);
+    wheel_free(w);
 }
 
 /* ---- driver --------------------------------------------------------- */

@@ -14,8 +14,8 @@
 #define WHEEL_LEVEL_BITS 6
 #define WHEEL_SLOTS (1u << WHEEL_LEVEL_BITS) /* 64 slots per level */
 #define WHEEL_LEVELS 11                      /* 66 bits: every uint64_t deadline has a level */
-#define WHEEL_SUB_BITS 3
-#define WHEEL_SUBS (1u << WHEEL_SUB_BITS) /* (at most 16) parts of a slot above level 0, cascaded one at a time */
+#define WHEEL_SUB_BITS 6
+#define WHEEL_SUBS (1u << WHEEL_SUB_BITS) /* (at most 64) parts of a slot above level 0, cascaded one at a time */
 
 typedef struct wheel_timer {
     struct wheel_timer *prev, *next; /* in a slot part's list (circular, through its head) */
@@ -26,14 +26,20 @@ typedef struct wheel_timer {
 typedef struct wheel {
     uint64_t now;                              /* current tick: everything <= now has fired */
     uint64_t occupied[WHEEL_LEVELS];           /* bit s set: slot s of the level is non-empty */
-    uint16_t parts[WHEEL_LEVELS][WHEEL_SLOTS]; /* bit p set: part p of the slot is non-empty */
-    wheel_timer heads[WHEEL_LEVELS][WHEEL_SLOTS][WHEEL_SUBS]; /* list sentinels (level 0: part 0 only) */
+    uint64_t parts[WHEEL_LEVELS][WHEEL_SLOTS]; /* bit p set: part p of the slot is non-empty */
+    /* list sentinels (level 0: part 0 only); all zero (NULL links) until
+     * first used, which means empty */
+    wheel_timer heads[WHEEL_LEVELS][WHEEL_SLOTS][WHEEL_SUBS];
     uint64_t count;
 } wheel;
 
 typedef void (*wheel_fire_fn)(wheel_timer *t, void *ctx);
 
-void wheel_init(wheel *w, uint64_t now);
+/* A wheel at tick `now`, or NULL if out of memory. Its list heads are
+ * mapped zero pages, made up when first used: an idle wheel costs a few
+ * pages, not its 1.4 MiB. */
+wheel *wheel_new(uint64_t now);
+void wheel_free(wheel *w);
 
 /* Schedules t at `deadline`. A deadline <= now is due at the current tick
  * (it fires at the next advance, ordered as if its deadline were now). */

@@ -73,7 +73,7 @@ typedef struct timer_service {
     uint64_t base_ns; /* tick 0 */
     pthread_t thread;
     /* --- the timer thread only --- */
-    wheel wheel;
+    wheel *wheel;
     wheel_timer buckets[SUB_BUCKETS]; /* list heads: due timers of tick bucket_tick */
     uint32_t buckets_used;            /* bit b: bucket b is non-empty */
     uint64_t bucket_tick;

@@ -147,7 +147,7 @@ static void unlink_everywhere(gs_runtime *rt, timer_rec *r)
 {
     timer_service *ts = rt->timers;
     if (r->where == AT_WHEEL)
-        wheel_remove(&ts->wheel, &r->wt);
+        wheel_remove(ts->wheel, &r->wt);
     else if (r->where == AT_BUCKET)
         bucket_unlink(ts, r);
     r->where = AT_NOWHERE;
@@ -164,7 +164,7 @@ static void retry_later(gs_runtime *rt, timer_rec *r, uint64_t now)
         ts->oom_logged = true;
         log_write(rt, GS_LOG_ERROR, "timer message not allocated: out of memory; retrying every tick");
     }
-    wheel_insert(&ts->wheel, &r->wt, tick_of_ns(ts, now) + 1);
+    wheel_insert(ts->wheel, &r->wt, tick_of_ns(ts, now) + 1);
     r->where = AT_WHEEL;
 }
 
@@ -266,7 +266,7 @@ static void serve(gs_runtime *rt, uint64_t now)
         ts->bucket_tick = tick;
     }
     serve_ctx c = {rt, now};
-    wheel_advance(&ts->wheel, tick, on_tick, &c);
+    wheel_advance(ts->wheel, tick, on_tick, &c);
     fire_buckets(rt, now, now);
 }
 
@@ -279,7 +279,7 @@ static uint64_t next_work_ns(timer_service *ts)
         unsigned b = (unsigned)__builtin_ctz(ts->buckets_used);
         at = tick_start_ns(ts, ts->bucket_tick) + (uint64_t)(b + 1) * NS_PER_SUB;
     }
-    uint64_t tick = wheel_next_tick(&ts->wheel);
+    uint64_t tick = wheel_next_tick(ts->wheel);
     if (tick != UINT64_MAX && tick_start_ns(ts, tick) < at)
         at = tick_start_ns(ts, tick);
     return at;
@@ -351,7 +351,7 @@ static void take_in(gs_runtime *rt, timer_rec *r)
     if (kind == TK_SEND)
         list_link(rt, r);
     /* A deadline already past lands in the current tick and fires at once. */
-    wheel_insert(&ts->wheel, &r->wt, tick_of_ns(ts, r->deadline_ns));
+    wheel_insert(ts->wheel, &r->wt, tick_of_ns(ts, r->deadline_ns));
     r->where = AT_WHEEL;
 }
 
@@ -370,7 +370,12 @@ int timer_thread_state_init(timer_service *ts)
     ts->by_target = gs_calloc((GS_MAX_SERVERS >> TARGET_CHUNK_SHIFT) + 1, sizeof *ts->by_target);
     if (ts->by_target == NULL)
         return GS_ENOMEM;
-    wheel_init(&ts->wheel, 0);
+    ts->wheel = alloc_should_fail() ? NULL : wheel_new(0);
+    if (ts->wheel == NULL) {
+        free(ts->by_target);
+        ts->by_target = NULL;
+        return GS_ENOMEM;
+    }
     for (unsigned b = 0; b < SUB_BUCKETS; b++)
         ts->buckets[b].prev = ts->buckets[b].next = &ts->buckets[b];
     ts->buckets_used = 0;
@@ -390,6 +395,8 @@ void timer_thread_state_destroy(timer_service *ts)
         free(ts->by_target[c]);
     free(ts->by_target);
     ts->by_target = NULL;
+    wheel_free(ts->wheel);
+    ts->wheel = NULL;
 }
 
 void *timer_main(void *arg)
@@ -437,7 +444,7 @@ void timer_service_free_all(gs_runtime *rt)
 {
     timer_service *ts = rt->timers;
     drain_inbox(rt, UINT_MAX);
-    wheel_advance(&ts->wheel, UINT64_MAX, free_pending, rt);
+    wheel_advance(ts->wheel, UINT64_MAX, free_pending, rt);
     for (unsigned b = 0; b < SUB_BUCKETS; b++) {
         wheel_timer *head = &ts->buckets[b];
         while (head->next != head) {

@@ -66,9 +66,9 @@ static int cmp_firing(const void *a, const void *b)
 Test(wheel, matches_sorted_reference_over_a_million_steps, .timeout = 120)
 {
     static test_timer timers[NTIMERS];
-    static wheel w;
     uint64_t now = 1000000007ull; /* not aligned to any level */
-    wheel_init(&w, now);
+    wheel *w = wheel_new(now);
+    cr_assert_not_null(w);
     for (int i = 0; i < NTIMERS; i++)
         timers[i] = (test_timer){.id = i};
     fire_log log = {0};
@@ -92,11 +92,11 @@ Test(wheel, matches_sorted_reference_over_a_million_steps, .timeout = 120)
              * its place in the order. */
             t->deadline = deadline > now ? deadline : now;
             t->pending = true;
-            wheel_insert(&w, &t->wt, deadline);
+            wheel_insert(w, &t->wt, deadline);
         } else if (op < 75) {
             if (!t->pending)
                 continue;
-            wheel_remove(&w, &t->wt);
+            wheel_remove(w, &t->wt);
             t->pending = false;
             cancelled++;
         } else {
@@ -109,14 +109,14 @@ Test(wheel, matches_sorted_reference_over_a_million_steps, .timeout = 120)
             if (n > 0)
                 qsort(expected, n, sizeof(firing), cmp_firing);
             /* the next-tick query never lies: nothing is due before it */
-            uint64_t next = wheel_next_tick(&w);
+            uint64_t next = wheel_next_tick(w);
             if (n > 0)
                 cr_assert_leq(next, expected[0].deadline > now ? expected[0].deadline : now,
                               "next tick %lu after the earliest deadline", (unsigned long)next);
             log.count = 0;
             log.last_deadline = 0;
             log.advancing_to = to;
-            uint64_t got = wheel_advance(&w, to, log_fire, &log);
+            uint64_t got = wheel_advance(w, to, log_fire, &log);
             cr_assert_eq(got, n, "step %zu: fired %lu, reference %zu", steps, (unsigned long)got, n);
             cr_assert_not(log.out_of_order, "step %zu: not in deadline order", steps);
             /* same set; ties may come in insertion order, so compare sorted */
@@ -133,45 +133,48 @@ Test(wheel, matches_sorted_reference_over_a_million_steps, .timeout = 120)
     cr_assert_gt(cancelled, 10000);
     free(log.items);
     free(expected);
+    wheel_free(w);
 }
 
 Test(wheel, never_early_never_late_per_tick, .timeout = 30)
 {
     /* Advancing one tick at a time: each timer fires exactly at its tick. */
     static test_timer timers[2000];
-    static wheel w;
-    wheel_init(&w, 5);
+    wheel *w = wheel_new(5);
+    cr_assert_not_null(w);
     for (int i = 0; i < 2000; i++) {
         timers[i] = (test_timer){.id = i, .pending = true, .deadline = 5 + 1 + (rnd() % 100000)};
-        wheel_insert(&w, &timers[i].wt, timers[i].deadline);
+        wheel_insert(w, &timers[i].wt, timers[i].deadline);
     }
     fire_log log = {0};
     for (uint64_t now = 6; now <= 5 + 100001; now++) {
         log.count = 0;
         log.advancing_to = now;
-        wheel_advance(&w, now, log_fire, &log);
+        wheel_advance(w, now, log_fire, &log);
         for (size_t i = 0; i < log.count; i++)
             cr_assert_eq(log.items[i].deadline, now, "timer %d with deadline %lu fired at %lu", log.items[i].id,
                          (unsigned long)log.items[i].deadline, (unsigned long)now);
     }
-    cr_assert_eq(w.count, 0);
+    cr_assert_eq(w->count, 0);
     free(log.items);
+    wheel_free(w);
 }
 
 Test(wheel, next_tick_empty_and_far, .timeout = 10)
 {
-    static wheel w;
-    wheel_init(&w, 0);
-    cr_assert_eq(wheel_next_tick(&w), UINT64_MAX);
+    wheel *w = wheel_new(0);
+    cr_assert_not_null(w);
+    cr_assert_eq(wheel_next_tick(w), UINT64_MAX);
     test_timer t = {.id = 1};
     uint64_t far = (UINT64_C(1) << 32) + 12345;
-    wheel_insert(&w, &t.wt, far);
-    uint64_t next = wheel_next_tick(&w);
+    wheel_insert(w, &t.wt, far);
+    uint64_t next = wheel_next_tick(w);
     cr_assert_leq(next, far);
     cr_assert_gt(next, 0);
     fire_log log = {0};
-    cr_assert_eq(wheel_advance(&w, far - 1, log_fire, &log), 0);
-    cr_assert_eq(wheel_advance(&w, far, log_fire, &log), 1);
+    cr_assert_eq(wheel_advance(w, far - 1, log_fire, &log), 0);
+    cr_assert_eq(wheel_advance(w, far, log_fire, &log), 1);
     cr_assert_eq(log.items[0].id, 1);
     free(log.items);
+    wheel_free(w);
 }
