@@ -92,6 +92,9 @@ bool bench_ok(bench *b, int rc, const char *what);
 /* ---- memory -------------------------------------------------------- */
 /* A "Key:   N kB" line of /proc/self/status (VmRSS, VmHWM), or -1. */
 int64_t bench_status_kb(const char *key);
+/* CPU time the hypervisor gave to others while this VM's CPUs wanted it
+ * (steal), in ms summed over the CPUs since boot; -1 if unknown. */
+int64_t bench_steal_ms(void);
 
 /* ---- the latch server ------------------------------------------------
  * Counts arrivals (casts, each with an optional int64 added to a sum) and

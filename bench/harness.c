@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bench.h"
 
@@ -229,6 +230,25 @@ int64_t bench_status_kb(const char *key)
     }
     fclose(f);
     return kb;
+}
+
+/* ---- the machine ---------------------------------------------------- */
+
+int64_t bench_steal_ms(void)
+{
+    /* /proc/stat's first line: cpu user nice system idle iowait irq
+     * softirq steal ..., in clock ticks summed over the CPUs. */
+    FILE *f = fopen("/proc/stat", "r");
+    if (f == NULL)
+        return -1;
+    unsigned long long v[8];
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                   &v[6], &v[7]);
+    fclose(f);
+    long hz = sysconf(_SC_CLK_TCK);
+    if (n != 8 || hz <= 0)
+        return -1;
+    return (int64_t)(v[7] * 1000ull / (unsigned long long)hz);
 }
 
 /* ---- the latch server ---------------------------------------------- */
