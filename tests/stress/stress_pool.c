@@ -13,32 +13,16 @@
  * them again through its cache or, now and then, one by one. At the end
  * every cache is flushed and the pool must hand out each record exactly
  * once more. A failed check prints the reason and exits 1; a watchdog
- * turns a hang into exit 2.
+ * turns a hang into a failure (stress_common.h).
  */
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-#include <genserver.h>
 
 #include "runtime/pool.h"
-
-#define CHECKF(cond, ...)                                                                          \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "stress_common.h"
 
 enum { THREADS = 4, LIMIT = 300, ROUNDS = 20000, HOLD_MAX = 48 };
 
@@ -102,18 +86,9 @@ static void *worker(void *arg)
     return NULL;
 }
 
-static void on_alarm(int sig)
-{
-    (void)sig;
-    static const char msg[] = "stress_pool: watchdog expired (hang)\n";
-    (void)!write(2, msg, sizeof msg - 1);
-    _exit(2);
-}
-
 int main(void)
 {
-    signal(SIGALRM, on_alarm);
-    alarm(120);
+    stress_watchdog(120);
     memset(&st, 0, sizeof st);
     CHECKF(pool_init(&st.p, sizeof(rec), offsetof(rec, link), 6, LIMIT) == GS_OK, "pool_init");
     pthread_t th[THREADS];
