@@ -327,7 +327,8 @@ int reply_ticket_from(gs_runtime *rt, gs_from from, ticket *out);
 
 /* scheduler.c */
 int scheduler_start(gs_runtime *rt);
-void scheduler_stop(gs_runtime *rt);
+void scheduler_stop(gs_runtime *rt);    /* joins the workers */
+void scheduler_destroy(gs_runtime *rt); /* frees them: after timers_stop (the timer thread reads them) */
 void scheduler_make_runnable(gs_runtime *rt, proc *p);
 void scheduler_before_block(gs_runtime *rt);
 /* Arms (later, if the call is still waiting then) the timeout of a call
@@ -335,6 +336,13 @@ void scheduler_before_block(gs_runtime *rt);
  * if the deadline is too near to defer, GS_ENOMEM if it could not even be
  * remembered. */
 int scheduler_defer_timeout(worker *w, ticket t, uint64_t deadline);
+/* The timer thread's side of deferred timeouts (scheduler.c): whether any
+ * worker holds some (seq_cst loads, for the timer thread's sleep
+ * handshake), and a promotion of every list its worker has not promoted
+ * for a while (it may be stuck in a long callback, and so may the rest). */
+bool scheduler_has_unarmed(gs_runtime *rt);
+void scheduler_promote_stalled(gs_runtime *rt, uint64_t now);
+#define DEFER_CHECK_NS 1000000u /* the timer thread's look at deferred timeouts, while there are any */
 
 /* server.c */
 bool server_run(proc *p);
@@ -354,6 +362,9 @@ void timers_stop(gs_runtime *rt);
 void timers_purge(gs_runtime *rt, proc *p);
 uint64_t timer_service_held(gs_runtime *rt); /* timer_thread.c */
 uint32_t timers_records_made(gs_runtime *rt); /* records the pool holds, free or not (tests) */
+/* A worker's list of deferred timeouts went from empty to not: make sure
+ * the timer thread looks at it within DEFER_CHECK_NS or so. */
+void timers_notice_deferral(gs_runtime *rt);
 int timers_arm_idle(proc *p, uint64_t deadline_ns, gs_timer *out);
 /* Calls fn(rt, a, b) on the timer thread at deadline_ns (unless cancelled). */
 int timers_arm_fn(gs_runtime *rt, uint64_t deadline_ns, void (*fn)(gs_runtime *, uint64_t, uint64_t), uint64_t a,

@@ -86,8 +86,10 @@ int gs_runtime_start(gs_runtime **out, const gs_runtime_opts *opts)
     if (rc == GS_OK)
         rc = timers_start(rt);
     if (rc != GS_OK) {
-        if (scheduler)
+        if (scheduler) {
             scheduler_stop(rt);
+            scheduler_destroy(rt);
+        }
         if (registry)
             registry_destroy(rt);
         if (monitors)
@@ -173,6 +175,7 @@ int gs_runtime_stop(gs_runtime *rt)
      * worker. */
     scheduler_stop(rt);
     timers_stop(rt);
+    scheduler_destroy(rt);
     log_write(rt, GS_LOG_INFO, "runtime stopped");
     registry_destroy(rt);
     monitors_destroy(rt);

@@ -331,7 +331,15 @@ static void park(worker *w)
  * once (and young entries due that soon are armed at each promotion).
  * Every worker promotes its own list every ARM_EVERY turns, everybody's
  * every ARM_OTHERS_EVERY turns (its owner may be stuck in a long
- * callback), and a worker about to idle arms every list whole. */
+ * callback), and a worker about to idle arms every list whole. When every
+ * worker is stuck in a long callback (a test that sleeps in two servers
+ * on two workers did it: a 100 ms gs_stop timeout fired only when a
+ * sleep ended, 400 ms late), nobody would; so the timer thread also
+ * promotes, every DEFER_CHECK_NS while any list holds entries, each list
+ * whose worker has not promoted it for two generations' time. A list
+ * going from empty to not wakes the timer thread if it sleeps longer
+ * than that (timers_notice_deferral): a fence and a load per empty list,
+ * not per call. */
 
 #define ARM_EVERY 64u          /* turns between two looks at this worker's unarmed timeouts */
 #define ARM_OTHERS_EVERY 1024u /* ... and at the other workers' (also whenever idle) */
@@ -376,6 +384,13 @@ int scheduler_defer_timeout(worker *w, ticket t, uint64_t deadline)
         atomic_store_explicit(&w->nunarmed, n + 1, memory_order_relaxed);
     }
     unarmed_unlock(w);
+    if (rc == GS_OK && n == 0) {
+        /* seq_cst fence: the count above before the timer thread's
+         * `sleeping` flag is read; it stores the flag, then reads the
+         * counts (scheduler_has_unarmed): one of us sees the other. */
+        full_fence();
+        timers_notice_deferral(w->rt);
+    }
     return rc;
 }
 
@@ -431,6 +446,27 @@ static bool any_unarmed(gs_runtime *rt)
         if (atomic_load_explicit(&rt->workers[i].nunarmed, memory_order_relaxed) != 0)
             return true;
     return false;
+}
+
+bool scheduler_has_unarmed(gs_runtime *rt)
+{
+    /* seq_cst: the timer thread's side of the handshake with
+     * scheduler_defer_timeout's fence (after its seq_cst `sleeping`). */
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        if (atomic_load_explicit(&rt->workers[i].nunarmed, memory_order_seq_cst) != 0)
+            return true;
+    return false;
+}
+
+void scheduler_promote_stalled(gs_runtime *rt, uint64_t now)
+{
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        worker *v = &rt->workers[i];
+        /* relaxed hints: a stale value only delays or repeats a look. */
+        if (atomic_load_explicit(&v->nunarmed, memory_order_relaxed) != 0 &&
+            now - atomic_load_explicit(&v->promoted_at_ns, memory_order_relaxed) >= 2 * DEFER_AGE_NS)
+            arm_deferred_of(v, false);
+    }
 }
 
 /* ---- turns on fibers --------------------------------------------------- */
@@ -597,6 +633,10 @@ void scheduler_stop(gs_runtime *rt)
     futex_wake(&rt->epoch, (int)rt->nworkers);
     for (unsigned i = 0; i < rt->nworkers; i++)
         pthread_join(rt->workers[i].thread, NULL);
+}
+
+void scheduler_destroy(gs_runtime *rt)
+{
     free(rt->workers);
     rt->workers = NULL;
     fiber_pool_destroy(rt->fibers);

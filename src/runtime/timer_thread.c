@@ -405,10 +405,21 @@ void *timer_main(void *arg)
     timer_service *ts = rt->timers;
     (void)injectq_try_lock(&ts->inbox); /* the only consumer, for good */
     (void)prctl(PR_SET_TIMERSLACK, TIMER_SLACK_NS, 0, 0, 0); /* best effort */
+    uint64_t promoted_ns = 0;
     while (!atomic_load_explicit(&ts->quit, memory_order_acquire)) {
         drain_inbox(rt, INBOX_BATCH);
-        serve(rt, now_ns());
+        uint64_t now = now_ns();
+        serve(rt, now);
+        /* The backstop for deferred call timeouts (scheduler.c): while
+         * any worker holds some, look every DEFER_CHECK_NS. */
+        bool deferrals = scheduler_has_unarmed(rt);
+        if (deferrals && now - promoted_ns >= DEFER_CHECK_NS) {
+            scheduler_promote_stalled(rt, now);
+            promoted_ns = now;
+        }
         uint64_t next = next_work_ns(ts);
+        if (deferrals && next > promoted_ns + DEFER_CHECK_NS)
+            next = promoted_ns + DEFER_CHECK_NS;
         if (next <= now_ns() || injectq_maybe_nonempty(&ts->inbox))
             continue;
         uint32_t bell = atomic_load_explicit(&ts->bell, memory_order_acquire);
@@ -416,7 +427,11 @@ void *timer_main(void *arg)
         atomic_store_explicit(&ts->sleep_until_ns, next, memory_order_seq_cst);
         atomic_store_explicit(&ts->sleeping, 1, memory_order_seq_cst);
         store_load_fence();
-        /* seq_cst re-check: pairs with submit()'s push and flag loads. */
+        /* seq_cst re-checks: the inbox pairs with submit()'s push and flag
+         * loads; the deferral lists with scheduler_defer_timeout's fence
+         * (a list that filled after we looked makes the sleep a nap). */
+        if (!deferrals && scheduler_has_unarmed(rt))
+            next = now_ns() + DEFER_CHECK_NS;
         if (!injectq_maybe_nonempty(&ts->inbox) && !atomic_load_explicit(&ts->quit, memory_order_seq_cst)) {
             if (next == UINT64_MAX) {
                 futex_wait_until(&ts->bell, bell, NULL);

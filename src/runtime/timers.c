@@ -238,6 +238,21 @@ int timers_arm_fn(gs_runtime *rt, uint64_t deadline_ns, void (*fn)(gs_runtime *,
     return GS_OK;
 }
 
+void timers_notice_deferral(gs_runtime *rt)
+{
+    timer_service *ts = rt->timers;
+    if (ts == NULL)
+        return;
+    /* seq_cst: after the caller's fence (see scheduler_defer_timeout). A
+     * thread that naps (DEFER_CHECK_NS at most, because lists held
+     * entries when it went to sleep) will look anyway. */
+    if (atomic_load_explicit(&ts->sleeping, memory_order_seq_cst) &&
+        atomic_load_explicit(&ts->sleep_until_ns, memory_order_seq_cst) > now_ns() + 2 * DEFER_CHECK_NS) {
+        atomic_fetch_add_explicit(&ts->bell, 1, memory_order_release);
+        futex_wake(&ts->bell, 1);
+    }
+}
+
 /* ---- idle timeouts (the server's own worker) ------------------------ */
 
 proc_extra *proc_extra_get(proc *p)

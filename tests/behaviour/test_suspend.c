@@ -434,3 +434,66 @@ Test(suspend, stop_from_a_callback_suspends_too, .timeout = 30)
     cr_assert_geq(st.calls_suspended, 1);
     rt_free(rt);
 }
+
+/* ---- every worker stuck in a long callback ------------------------------- */
+
+/* A caller's call times out even when no worker is free to look at its
+ * deferred timeout: one worker sleeps in the callee's handle_call, the
+ * other in a blocker's cast. The callee replies only after its sleep, so
+ * the call must end in GS_ETIMEDOUT, not in the reply. */
+
+enum { STUCK_MS = 400, STUCK_TIMEOUT_MS = 50 };
+
+static atomic_int stuck_rc, stuck_done, stuck_in_callee;
+static _Atomic int64_t stuck_took_ms;
+static _Atomic gs_pid stuck_callee, stuck_blocker;
+
+static int sleeper_call(gs_ctx *ctx, void *state, const gs_msg *m, gs_from from)
+{
+    atomic_store(&stuck_in_callee, 1);
+    sleep_ms(STUCK_MS); /* blocks its worker on purpose */
+    int64_t v = 1;
+    return gs_reply(gs_ctx_runtime(ctx), from, &v, sizeof v);
+}
+
+static int sleeper_cast(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    sleep_ms(STUCK_MS); /* blocks the other worker */
+    return GS_OK;
+}
+
+static const gs_server_ops sleeper_ops = {
+    .name = "sleeper", .handle_call = sleeper_call, .handle_cast = sleeper_cast};
+
+static int stuck_caller_cast(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    gs_runtime *rt = gs_ctx_runtime(ctx);
+    int64_t v = 0, t0 = now_ms();
+    int rc = gs_call(rt, atomic_load(&stuck_callee), ECHO, NULL, 0, &v, sizeof v, NULL, STUCK_TIMEOUT_MS);
+    atomic_store(&stuck_took_ms, now_ms() - t0);
+    atomic_store(&stuck_rc, rc);
+    atomic_store(&stuck_done, 1);
+    return GS_OK;
+}
+
+static const gs_server_ops stuck_caller_ops = {.name = "stuck-caller", .handle_cast = stuck_caller_cast};
+
+Test(suspend, call_times_out_while_every_worker_is_stuck, .timeout = 30)
+{
+    atomic_store(&stuck_rc, 12345);
+    atomic_store(&stuck_done, 0);
+    atomic_store(&stuck_in_callee, 0);
+    gs_runtime *rt = rt_new(2);
+    atomic_store(&stuck_callee, start_ok(rt, &sleeper_ops, NULL));
+    atomic_store(&stuck_blocker, start_ok(rt, &sleeper_ops, NULL));
+    gs_pid c = start_ok(rt, &stuck_caller_ops, NULL);
+    cr_assert_eq(gs_cast(rt, c, GO, NULL, 0), GS_OK);
+    cr_assert(wait_int_eq(&stuck_in_callee, 1, 5000), "the callee never got the call");
+    /* The caller is suspended, one worker sleeps in the callee: put the
+     * other one to sleep too. */
+    cr_assert_eq(gs_cast(rt, atomic_load(&stuck_blocker), GO, NULL, 0), GS_OK);
+    cr_assert(wait_int_eq(&stuck_done, 1, 5000));
+    cr_assert_eq(atomic_load(&stuck_rc), GS_ETIMEDOUT, "the call ended with %s after %lld ms",
+                 gs_strerror(atomic_load(&stuck_rc)), (long long)atomic_load(&stuck_took_ms));
+    rt_free(rt);
+}
