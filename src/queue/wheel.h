@@ -26,6 +26,7 @@ typedef struct wheel_timer {
 typedef struct wheel {
     uint64_t now;                              /* current tick: everything <= now has fired */
     uint64_t occupied[WHEEL_LEVELS];           /* bit s set: slot s of the level is non-empty */
+    uint64_t occupied0[2]; /* level 0 by block parity (part): bit s set: slot s of that block is non-empty */
     uint64_t parts[WHEEL_LEVELS][WHEEL_SLOTS]; /* bit p set: part p of the slot is non-empty */
     /* list sentinels (level 0: part 0 only); all zero (NULL links) until
      * first used, which means empty */

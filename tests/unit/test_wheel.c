@@ -178,3 +178,47 @@ Test(wheel, next_tick_empty_and_far, .timeout = 10)
     free(log.items);
     wheel_free(w);
 }
+
+Test(wheel, next_blocks_level2_part_moves_down_before_it_is_due, .timeout = 30)
+{
+    /* 20,000 timers in the level-2 part due at tick 4096 (armed at 0):
+     * while the clock is in the block before, the part is moved to level
+     * 0 a step per advance, so that nothing is left to cascade at 4096;
+     * each timer still fires exactly at its tick. */
+    enum { N = 20000 };
+    static test_timer timers[N];
+    wheel *w = wheel_new(0);
+    cr_assert_not_null(w);
+    for (int i = 0; i < N; i++) {
+        timers[i] = (test_timer){.id = i, .pending = true, .deadline = 4096 + (rnd() % 64)};
+        wheel_insert(w, &timers[i].wt, timers[i].deadline);
+    }
+    cr_assert_neq(w->parts[2][1], 0, "armed at 0, the timers wait at level 2");
+    fire_log log = {0};
+    cr_assert_eq(wheel_advance(w, 4031, log_fire, &log), 0);
+    cr_assert_neq(w->parts[2][1], 0, "two blocks ahead: not moved yet");
+    /* As the timer thread does: advance to the clock, again at once while
+     * the wheel says it has work now, else a tick later. */
+    uint64_t now = 4032; /* the block before 4096 */
+    unsigned advances = 0;
+    while (w->parts[2][1] != 0 && now < 4096) {
+        cr_assert_eq(wheel_advance(w, now, log_fire, &log), 0);
+        advances++;
+        if (w->parts[2][1] == 0)
+            break;
+        cr_assert_eq(wheel_next_tick(w), w->now, "a part to move down is work now");
+    }
+    cr_assert_eq(w->parts[2][1], 0, "still at level 2 at tick %lu", (unsigned long)now);
+    cr_assert_lt(now, 4096);
+    cr_assert_geq(advances, N / 256, "moved faster than a step per advance");
+    for (now = 4096; now < 4096 + 64; now++) {
+        log.count = 0;
+        log.advancing_to = now;
+        wheel_advance(w, now, log_fire, &log);
+        for (size_t i = 0; i < log.count; i++)
+            cr_assert_eq(log.items[i].deadline, now);
+    }
+    cr_assert_eq(w->count, 0);
+    free(log.items);
+    wheel_free(w);
+}
