@@ -42,6 +42,7 @@ static atomic_int g_idle_msgs;  /* GS_TAG_TIMEOUT messages seen */
 static atomic_int g_deferred;   /* deferred froms kept */
 static gs_from g_kept_from;     /* written before g_deferred */
 static atomic_int g_reply_twice_rc[2]; /* gs_reply twice inside one handle_call */
+static atomic_int g_reply_twice_done;  /* set after both are stored */
 static atomic_int g_reply_late_rc;     /* gs_reply inside handle_call, caller gone */
 
 /* Probes run inside handle_call; the reply carries their return code. */
@@ -121,6 +122,7 @@ static int b_call(gs_ctx *ctx, void *state, const gs_msg *msg, gs_from from)
         int rc2 = gs_reply(rt, from, NULL, 0);
         atomic_store(&g_reply_twice_rc[0], rc1);
         atomic_store(&g_reply_twice_rc[1], rc2);
+        atomic_store(&g_reply_twice_done, 1);
         return GS_OK;
     }
     if (msg->tag == T_REPLY_LATE) {
@@ -556,9 +558,12 @@ Test(badinput, reply, .init = fx_setup, .fini = fx_teardown, .timeout = 30)
     pthread_join(w.th, NULL);
     cr_assert_eq(w.rc, GS_OK, "the other runtime's call: %d", w.rc);
 
-    /* Twice from inside handle_call: the second is GS_ENOENT. */
+    /* Twice from inside handle_call: the second is GS_ENOENT. The first
+     * wakes us: the codes are read once the server has stored both. */
     size_t len = 99;
+    atomic_store(&g_reply_twice_done, 0);
     cr_assert_eq(gs_call(F.rt, F.live, T_REPLY_TWICE, NULL, 0, NULL, 0, &len, 5000), GS_OK);
+    cr_assert(wait_int_eq(&g_reply_twice_done, 1, 5000));
     cr_expect_eq(len, 0);
     cr_expect_eq(atomic_load(&g_reply_twice_rc[0]), GS_OK);
     cr_expect_eq(atomic_load(&g_reply_twice_rc[1]), GS_ENOENT,
