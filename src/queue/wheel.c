@@ -203,32 +203,34 @@ static bool level_next(const wheel *w, unsigned l, place *out)
 
 #define PRECASCADE_STEP 256u
 
-/* The list of the level-2 part due at the start of the next block. */
-static wheel_timer *next_block_part(const wheel *w, unsigned *slot, unsigned *part)
+/* The list of the level-2 part due at the start of the next block, if
+ * it holds timers to move. Every timer of it is due in that block (a
+ * level-2 timer agrees with now above digit 2, and this slot and part are
+ * the next block's digits); the first one is checked all the same, so
+ * that a broken invariant shows as a late cascade, not as a thread told
+ * forever that there is work now. */
+static wheel_timer *next_block_part(const wheel *w)
 {
     uint64_t next = (w->now | (WHEEL_SLOTS - 1)) + 1;
-    *slot = slot_for(next, 2);
-    *part = part_for(next, 2);
-    if (!((w->parts[2][*slot] >> *part) & 1))
+    unsigned slot = slot_for(next, 2), part = part_for(next, 2);
+    if (!((w->parts[2][slot] >> part) & 1))
         return NULL;
-    return (wheel_timer *)&w->heads[2][*slot][*part];
+    wheel_timer *head = (wheel_timer *)&w->heads[2][slot][part];
+    if ((head->next->deadline >> WHEEL_LEVEL_BITS) != (next >> WHEEL_LEVEL_BITS))
+        return NULL;
+    return head;
 }
 
 static void precascade(wheel *w)
 {
-    unsigned slot, part;
-    wheel_timer *head = next_block_part(w, &slot, &part);
+    wheel_timer *head = next_block_part(w);
     if (head == NULL)
         return;
-    uint64_t next_block = ((w->now >> WHEEL_LEVEL_BITS) + 1);
+    uint64_t next_block = (w->now >> WHEEL_LEVEL_BITS) + 1;
     for (unsigned moved = 0; moved < PRECASCADE_STEP && head->next != head; moved++) {
         wheel_timer *t = head->next;
-        /* Every timer of this list is due in the next block (a level-2
-         * timer agrees with now above digit 2, and this slot and part are
-         * the next block's); checked, so that a broken invariant cannot
-         * spin here. */
         if ((t->deadline >> WHEEL_LEVEL_BITS) != next_block)
-            return;
+            return; /* see next_block_part */
         unlink_timer(w, t);
         link_timer(w, t); /* level 0, the next block's half */
     }
@@ -252,8 +254,7 @@ static bool next_place(const wheel *w, unsigned from, place *out)
 
 uint64_t wheel_next_tick(const wheel *w)
 {
-    unsigned slot, part;
-    if (next_block_part(w, &slot, &part) != NULL)
+    if (next_block_part(w) != NULL)
         return w->now; /* a part to move down: work now */
     place p = {0, 0, 0, 0};
     return next_place(w, 0, &p) ? p.tick : UINT64_MAX;
