@@ -34,7 +34,7 @@ static const bench_workload workloads[] = {
      {{"s", 1000000, true}}, {"stop=cast|async|sync"}},
 #ifndef GS_BENCH_NO_TIMERS
     {"timers", "W7 T one-shot timers, every second one cancelled at once", w7_timers,
-     {{"t", 1000000, true}}, {NULL}},
+     {{"t", 1000000, true}, {"age_ms", 0, false}}, {NULL}},
     {"call_timeout", "W8 C callers: slow call times out after 10 ms, then a fast call", w8_call_timeout,
      {{"c", 1000, true}, {"warm", 1, false}}, {"callers=servers|threads"}},
 #endif
