@@ -8,13 +8,14 @@
  * Design: WHEEL_LEVELS levels of 64 slots; level L has a granularity of
  * 64^L ticks. A timer goes to the level of the highest 6-bit digit in
  * which its deadline differs from `now` (deadline XOR now), into the slot
- * given by the deadline's digit at that level; except that level 0 takes
- * the next block of 64 ticks too (as its second part: the block's
- * parity), see "moving the next block's level-2 part down" below.
+ * given by the deadline's digit at that level; except that level 0 also
+ * takes the next block of 64 ticks and level 1 the next block of 4,096
+ * (each block's parity picks its parts), see "moving the next blocks'
+ * timers down" below.
  * Consequences:
  *   - at level L > 0 the deadline's digit is above now's digit, so the
  *     search for the next slot never wraps around;
- *   - a level-0 slot part holds timers of exactly one tick.
+ *   - a level-0 part and a level-1 part hold timers of exactly one tick.
  * When the clock reaches an occupied slot at level L > 0 its timers are
  * re-inserted relative to the new now (cascading): each lands in a lower
  * level, and fires exactly at its tick. A timer is cascaded at most once
@@ -43,12 +44,17 @@
 #include <stddef.h>
 #include <sys/mman.h>
 
-/* deadline >= now. Level 0 takes now's block of 64 ticks and the next. */
+#define BLOCK1_BITS (2 * WHEEL_LEVEL_BITS) /* level 1 spans 4,096 ticks */
+
+/* deadline >= now. Level 0 takes now's block of 64 ticks and the next,
+ * level 1 now's block of 4,096 ticks and the next. */
 static inline unsigned level_for(uint64_t now, uint64_t deadline)
 {
     if ((deadline >> WHEEL_LEVEL_BITS) <= (now >> WHEEL_LEVEL_BITS) + 1)
         return 0;
-    unsigned significant = 63u - (unsigned)__builtin_clzll(now ^ deadline); /* a bit >= 6 differs */
+    if ((deadline >> BLOCK1_BITS) <= (now >> BLOCK1_BITS) + 1)
+        return 1;
+    unsigned significant = 63u - (unsigned)__builtin_clzll(now ^ deadline); /* a bit >= 12 differs */
     return significant / WHEEL_LEVEL_BITS;
 }
 
@@ -58,12 +64,26 @@ static inline unsigned slot_for(uint64_t deadline, unsigned level)
 }
 
 /* The part of a slot: the top bits of the next lower digit; at level 0
- * the parity of the deadline's block (now's block or the next). */
+ * the parity of the deadline's 64-tick block, at level 1 the tick plus
+ * 64 times the parity of its 4,096-tick block. */
 static inline unsigned part_for(uint64_t deadline, unsigned level)
 {
     if (level == 0)
         return (unsigned)(deadline >> WHEEL_LEVEL_BITS) & 1;
+    if (level == 1)
+        return ((unsigned)deadline & (WHEEL_SUBS - 1)) | ((unsigned)(deadline >> BLOCK1_BITS) & 1) << WHEEL_SUB_BITS;
     return (unsigned)(deadline >> (level * WHEEL_LEVEL_BITS - WHEEL_SUB_BITS)) & (WHEEL_SUBS - 1);
+}
+
+/* The block parity a part of level 0 or 1 belongs to. */
+static inline unsigned parity_of(unsigned level, unsigned part)
+{
+    return level == 0 ? part : part >> WHEEL_SUB_BITS;
+}
+
+static inline bool part_set(const wheel *w, unsigned level, unsigned slot, unsigned part)
+{
+    return (w->parts[level][slot][part >> 6] >> (part & 63)) & 1;
 }
 
 wheel *wheel_new(uint64_t now)
@@ -102,20 +122,31 @@ static void link_timer(wheel *w, wheel_timer *t)
     t->next = head;
     head->prev->next = t;
     head->prev = t;
-    w->parts[level][slot] |= UINT64_C(1) << part;
+    w->parts[level][slot][part >> 6] |= UINT64_C(1) << (part & 63);
     w->occupied[level] |= UINT64_C(1) << slot;
+    if (level <= 1)
+        w->occupied_by_parity[level][parity_of(level, part)] |= UINT64_C(1) << slot;
+}
+
+/* Whether slot `slot` of level 0 or 1 holds parts of block parity `par`. */
+static bool slot_has_parity(const wheel *w, unsigned level, unsigned slot, unsigned par)
+{
     if (level == 0)
-        w->occupied0[part] |= UINT64_C(1) << slot;
+        return (w->parts[0][slot][0] >> par) & 1;
+    return w->parts[1][slot][par] != 0;
 }
 
 /* Marks the list of (level, slot, part) empty. */
 static void mark_empty(wheel *w, unsigned level, unsigned slot, unsigned part)
 {
-    w->parts[level][slot] &= ~(UINT64_C(1) << part);
-    if (w->parts[level][slot] == 0)
+    w->parts[level][slot][part >> 6] &= ~(UINT64_C(1) << (part & 63));
+    if (w->parts[level][slot][0] == 0 && w->parts[level][slot][1] == 0)
         w->occupied[level] &= ~(UINT64_C(1) << slot);
-    if (level == 0)
-        w->occupied0[part] &= ~(UINT64_C(1) << slot);
+    if (level <= 1) {
+        unsigned par = parity_of(level, part);
+        if (!slot_has_parity(w, level, slot, par))
+            w->occupied_by_parity[level][par] &= ~(UINT64_C(1) << slot);
+    }
 }
 
 static void unlink_timer(wheel *w, wheel_timer *t)
@@ -146,32 +177,43 @@ typedef struct place {
     uint64_t tick; /* when the list comes due (fires or cascades) */
 } place;
 
-/* Level 0's first occupied slot: in now's block at or after now, else in
- * the next block. */
-static bool level0_next(const wheel *w, place *out)
+/* Level 0's or level 1's first occupied list: in now's block at or after
+ * now, else in the next block. */
+static bool two_block_next(const wheel *w, unsigned l, place *out)
 {
-    unsigned cur = (unsigned)(w->now >> WHEEL_LEVEL_BITS) & 1;
-    unsigned now_digit = (unsigned)w->now & (WHEEL_SLOTS - 1);
-    uint64_t block = w->now & ~(uint64_t)(WHEEL_SLOTS - 1);
-    uint64_t here = w->occupied0[cur] & (~UINT64_C(0) << now_digit);
-    if (here != 0) {
-        unsigned slot = (unsigned)__builtin_ctzll(here);
-        *out = (place){0, slot, cur, block + slot};
-        return true;
+    unsigned shift = l * WHEEL_LEVEL_BITS; /* of the slot digit */
+    unsigned block_bits = shift + WHEEL_LEVEL_BITS;
+    unsigned cur = (unsigned)(w->now >> block_bits) & 1;
+    unsigned now_digit = (unsigned)(w->now >> shift) & (WHEEL_SLOTS - 1);
+    uint64_t block = w->now & ~((UINT64_C(1) << block_bits) - 1);
+    uint64_t here = w->occupied_by_parity[l][cur] & (~UINT64_C(0) << now_digit);
+    unsigned par = cur;
+    if (here == 0) {
+        here = w->occupied_by_parity[l][cur ^ 1];
+        par = cur ^ 1;
+        block += UINT64_C(1) << block_bits;
+        if (here == 0)
+            return false;
     }
-    if (w->occupied0[cur ^ 1] != 0) {
-        unsigned slot = (unsigned)__builtin_ctzll(w->occupied0[cur ^ 1]);
-        *out = (place){0, slot, cur ^ 1, block + WHEEL_SLOTS + slot};
-        return true;
+    unsigned slot = (unsigned)__builtin_ctzll(here);
+    unsigned part = par, tick_in_slot = 0;
+    if (l == 1) {
+        unsigned sub = (unsigned)__builtin_ctzll(w->parts[1][slot][par]);
+        part = sub | par << WHEEL_SUB_BITS;
+        tick_in_slot = sub;
     }
-    return false;
+    uint64_t tick = block + ((uint64_t)slot << shift) + tick_in_slot;
+    if (tick < w->now)
+        tick = w->now; /* cannot happen: due lists fire before now passes them */
+    *out = (place){l, slot, part, tick};
+    return true;
 }
 
 /* The first occupied list of one level at or after now, and its tick. */
 static bool level_next(const wheel *w, unsigned l, place *out)
 {
-    if (l == 0)
-        return level0_next(w, out);
+    if (l <= 1)
+        return two_block_next(w, l, out);
     if (w->occupied[l] == 0)
         return false;
     unsigned shift = l * WHEEL_LEVEL_BITS;
@@ -180,7 +222,7 @@ static bool level_next(const wheel *w, unsigned l, place *out)
     if (candidates == 0)
         return false; /* cannot happen by construction; be safe */
     unsigned slot = (unsigned)__builtin_ctzll(candidates);
-    unsigned part = (unsigned)__builtin_ctzll(w->parts[l][slot]);
+    unsigned part = (unsigned)__builtin_ctzll(w->parts[l][slot][0]);
     /* now with digits 0..l cleared, plus slot at digit l, plus the part */
     uint64_t span = shift + WHEEL_LEVEL_BITS >= 64 ? ~UINT64_C(0) : (UINT64_C(1) << (shift + WHEEL_LEVEL_BITS)) - 1;
     uint64_t tick = (w->now & ~span) | ((uint64_t)slot << shift);
@@ -191,48 +233,66 @@ static bool level_next(const wheel *w, unsigned l, place *out)
     return true;
 }
 
-/* ---- moving the next block's level-2 part down ahead of time ----------
- * A level-2 part holds 64 ticks' worth of timers and comes due at the
- * start of its block; cascading it then (in a runtime past its first 4 s,
- * with W7's load: some 30,000 cold timers) held everything due meanwhile
- * up by 4-5 ms. Level 0 also takes the next block, so while the clock is
- * in the block before, the part is moved down PRECASCADE_STEP timers per
- * advance, between firings, and wheel_next_tick asks for an advance now
- * until it is done. (Parts of levels 3 and up still cascade when due:
- * they come every 4,096 ticks or more, for timers armed over 4 s ahead.) */
+/* ---- moving the next blocks' timers down ahead of time ----------------
+ * A part above level 1 holds 64^(L-1) ticks' worth of timers and comes
+ * due at its start; cascading it then held everything due meanwhile up:
+ * 4-5 ms for a level-2 part and 23 ms for a level-3 part in W7 in a
+ * runtime old enough for its deadlines to cross a 4,096- or
+ * 262,144-tick boundary (gsbench timers age_ms=...). So levels 0 and 1
+ * also take the block after now's (64 and 4,096 ticks), and the timers
+ * of higher levels due in those blocks are moved down while the clock is
+ * still in the block before: PRECASCADE_STEP timers per advance, between
+ * firings, with wheel_next_tick asking for an advance at once until none
+ * is left. Sources, in the order taken: the level-2 slot of the next
+ * 4,096-tick block, the level-3 part of that block, and the level-2 part
+ * of the next 64-tick block (empty unless the first ones were not done
+ * in time). Parts of levels 4 and up still cascade when due (timers armed
+ * over 4.4 minutes ahead, every 4.4 minutes or more). */
 
 #define PRECASCADE_STEP 256u
 
-/* The list of the level-2 part due at the start of the next block, if
- * it holds timers to move. Every timer of it is due in that block (a
- * level-2 timer agrees with now above digit 2, and this slot and part are
- * the next block's digits); the first one is checked all the same, so
- * that a broken invariant shows as a late cascade, not as a thread told
- * forever that there is work now. */
-static wheel_timer *next_block_part(const wheel *w)
+/* A list holding timers that may move down now, or NULL. Every timer of
+ * such a list is due in the block it is taken for (the slot and part are
+ * that block's digits, and a timer at level L agrees with now above digit
+ * L); the first one is checked all the same, so that a broken invariant
+ * shows as a late cascade, not as a thread told forever that there is
+ * work now. */
+static wheel_timer *precascade_source(const wheel *w)
 {
-    uint64_t next = (w->now | (WHEEL_SLOTS - 1)) + 1;
-    unsigned slot = slot_for(next, 2), part = part_for(next, 2);
-    if (!((w->parts[2][slot] >> part) & 1))
-        return NULL;
-    wheel_timer *head = (wheel_timer *)&w->heads[2][slot][part];
-    if ((head->next->deadline >> WHEEL_LEVEL_BITS) != (next >> WHEEL_LEVEL_BITS))
-        return NULL;
-    return head;
+    uint64_t next1 = ((w->now >> BLOCK1_BITS) + 1) << BLOCK1_BITS; /* next 4,096-tick block */
+    unsigned s2 = slot_for(next1, 2);
+    if (w->parts[2][s2][0] != 0) {
+        unsigned p = (unsigned)__builtin_ctzll(w->parts[2][s2][0]);
+        wheel_timer *head = (wheel_timer *)&w->heads[2][s2][p];
+        if ((head->next->deadline >> BLOCK1_BITS) == (next1 >> BLOCK1_BITS))
+            return head;
+    }
+    unsigned s3 = slot_for(next1, 3), p3 = part_for(next1, 3);
+    if (part_set(w, 3, s3, p3)) {
+        wheel_timer *head = (wheel_timer *)&w->heads[3][s3][p3];
+        if ((head->next->deadline >> BLOCK1_BITS) == (next1 >> BLOCK1_BITS))
+            return head;
+    }
+    uint64_t next0 = (w->now | (WHEEL_SLOTS - 1)) + 1; /* next 64-tick block */
+    unsigned p2 = part_for(next0, 2);
+    s2 = slot_for(next0, 2);
+    if (part_set(w, 2, s2, p2)) {
+        wheel_timer *head = (wheel_timer *)&w->heads[2][s2][p2];
+        if ((head->next->deadline >> WHEEL_LEVEL_BITS) == (next0 >> WHEEL_LEVEL_BITS))
+            return head;
+    }
+    return NULL;
 }
 
 static void precascade(wheel *w)
 {
-    wheel_timer *head = next_block_part(w);
-    if (head == NULL)
-        return;
-    uint64_t next_block = (w->now >> WHEEL_LEVEL_BITS) + 1;
-    for (unsigned moved = 0; moved < PRECASCADE_STEP && head->next != head; moved++) {
+    for (unsigned moved = 0; moved < PRECASCADE_STEP; moved++) {
+        wheel_timer *head = precascade_source(w);
+        if (head == NULL)
+            return;
         wheel_timer *t = head->next;
-        if ((t->deadline >> WHEEL_LEVEL_BITS) != next_block)
-            return; /* see next_block_part */
         unlink_timer(w, t);
-        link_timer(w, t); /* level 0, the next block's half */
+        link_timer(w, t); /* level 0 or 1, the next block's half */
     }
 }
 
@@ -254,8 +314,8 @@ static bool next_place(const wheel *w, unsigned from, place *out)
 
 uint64_t wheel_next_tick(const wheel *w)
 {
-    if (next_block_part(w) != NULL)
-        return w->now; /* a part to move down: work now */
+    if (precascade_source(w) != NULL)
+        return w->now; /* timers to move down: work now */
     place p = {0, 0, 0, 0};
     return next_place(w, 0, &p) ? p.tick : UINT64_MAX;
 }

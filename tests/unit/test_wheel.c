@@ -179,39 +179,36 @@ Test(wheel, next_tick_empty_and_far, .timeout = 10)
     wheel_free(w);
 }
 
-Test(wheel, next_blocks_level2_part_moves_down_before_it_is_due, .timeout = 30)
+/* Arms N timers at tick 0 due in [from, from + span), advances to `before`
+ * as the timer thread does (again at once while the wheel says there is
+ * work now), and checks that they all left level `level` slot `slot`
+ * before `from`, in at least N / 256 advances, and that each then fires
+ * exactly at its tick. */
+static void check_moved_down_ahead(uint64_t from, uint64_t span, uint64_t before, unsigned level, unsigned slot)
 {
-    /* 20,000 timers in the level-2 part due at tick 4096 (armed at 0):
-     * while the clock is in the block before, the part is moved to level
-     * 0 a step per advance, so that nothing is left to cascade at 4096;
-     * each timer still fires exactly at its tick. */
     enum { N = 20000 };
     static test_timer timers[N];
     wheel *w = wheel_new(0);
     cr_assert_not_null(w);
     for (int i = 0; i < N; i++) {
-        timers[i] = (test_timer){.id = i, .pending = true, .deadline = 4096 + (rnd() % 64)};
+        timers[i] = (test_timer){.id = i, .pending = true, .deadline = from + (rnd() % span)};
         wheel_insert(w, &timers[i].wt, timers[i].deadline);
     }
-    cr_assert_neq(w->parts[2][1], 0, "armed at 0, the timers wait at level 2");
+    cr_assert(w->parts[level][slot][0] != 0, "armed at 0, the timers wait at level %u slot %u", level, slot);
     fire_log log = {0};
-    cr_assert_eq(wheel_advance(w, 4031, log_fire, &log), 0);
-    cr_assert_neq(w->parts[2][1], 0, "two blocks ahead: not moved yet");
-    /* As the timer thread does: advance to the clock, again at once while
-     * the wheel says it has work now, else a tick later. */
-    uint64_t now = 4032; /* the block before 4096 */
+    cr_assert_eq(wheel_advance(w, before - 1, log_fire, &log), 0);
+    cr_assert(w->parts[level][slot][0] != 0, "two blocks ahead: not moved yet");
     unsigned advances = 0;
-    while (w->parts[2][1] != 0 && now < 4096) {
-        cr_assert_eq(wheel_advance(w, now, log_fire, &log), 0);
+    for (;;) {
+        cr_assert_eq(wheel_advance(w, before, log_fire, &log), 0);
         advances++;
-        if (w->parts[2][1] == 0)
+        if (w->parts[level][slot][0] == 0)
             break;
-        cr_assert_eq(wheel_next_tick(w), w->now, "a part to move down is work now");
+        cr_assert_eq(wheel_next_tick(w), w->now, "timers to move down are work now");
     }
-    cr_assert_eq(w->parts[2][1], 0, "still at level 2 at tick %lu", (unsigned long)now);
-    cr_assert_lt(now, 4096);
     cr_assert_geq(advances, N / 256, "moved faster than a step per advance");
-    for (now = 4096; now < 4096 + 64; now++) {
+    cr_assert_lt(w->now, from);
+    for (uint64_t now = before + 1; now < from + span; now++) {
         log.count = 0;
         log.advancing_to = now;
         wheel_advance(w, now, log_fire, &log);
@@ -221,4 +218,18 @@ Test(wheel, next_blocks_level2_part_moves_down_before_it_is_due, .timeout = 30)
     cr_assert_eq(w->count, 0);
     free(log.items);
     wheel_free(w);
+}
+
+Test(wheel, level2_slot_moves_down_in_the_block_before, .timeout = 60)
+{
+    /* Due in the 4,096-tick block at 8192 (level 2, slot 2): moved to
+     * level 1 while the clock is in the block at 4096. */
+    check_moved_down_ahead(8192, 4096, 4096, 2, 2);
+}
+
+Test(wheel, level3_part_moves_down_in_the_block_before, .timeout = 60)
+{
+    /* Due in the first 4,096 ticks after 262,144 (level 3, slot 1, part
+     * 0): moved to level 1 while the clock is in the block before. */
+    check_moved_down_ahead(262144, 4096, 262144 - 4096, 3, 1);
 }
