@@ -41,7 +41,7 @@ typedef void (*wheel_fire_fn)(wheel_timer *t, void *ctx);
 
 /* A wheel at tick `now`, or NULL if out of memory. Its list heads are
  * mapped zero pages, made up when first used: an idle wheel costs a few
- * pages, not its 1.4 MiB. */
+ * pages, not its 2.9 MiB. */
 wheel *wheel_new(uint64_t now);
 void wheel_free(wheel *w);
 

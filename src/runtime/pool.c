@@ -69,8 +69,8 @@ static int pool_init_plain(pool *p, size_t rec_size, size_t link_offset, uint32_
  * In small pages, not transparent huge ones: on a VM whose balloon driver
  * reports free memory to the host (free page reporting, in 2 MiB blocks),
  * a huge page is a block the host took back, and faulting it in costs the
- * host 512 faults of its own: 64 MiB took 120-180 ms in huge pages against
- * 20-30 ms in 4 KiB pages, which come from the low-order free lists that
+ * host 512 faults of its own: 64 MiB took 66-183 ms in huge pages against
+ * 25-43 ms in 4 KiB pages, which come from the low-order free lists that
  * are never reported (bench/README.md, "Measured elsewhere"). */
 #define CHUNK_MAP_MIN ((size_t)64 << 10)
 
@@ -267,7 +267,7 @@ void pool_free_cached(pool *p, pool_cache *c, uint32_t idx)
         return;
     }
     if (c->n == POOL_CACHE_CAP) {
-        /* Hand the older half back with one CAS; keep the recent (warm) half. */
+        /* Hand the older half back as a batch; keep the recent (warm) half. */
         if (!give_batch(p, c->idx))
             idxstack_push_many(&p->free, c->idx, POOL_CACHE_BATCH, free_link, p);
         memmove(c->idx, c->idx + POOL_CACHE_BATCH, (POOL_CACHE_CAP - POOL_CACHE_BATCH) * sizeof c->idx[0]);

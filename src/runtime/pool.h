@@ -60,8 +60,8 @@ void pool_free(pool *p, uint32_t idx);
 #define POOL_CACHE_BATCH 31
 
 /* A run of POOL_CACHE_BATCH free records handed from one cache to
- * another as one unit (see pool.c): a line and a half of indices, so that
- * the taker reads two lines instead of one link in each record. */
+ * another as one unit (see pool.c): two cache lines, link and indices, so
+ * that the taker reads two lines instead of one link in each record. */
 typedef struct pool_batch {
     _Atomic uint32_t link; /* in the pool of batches, or in a pool's `full` */
     uint32_t idx[POOL_CACHE_BATCH];

@@ -440,18 +440,11 @@ static void arm_deferred(worker *w, bool others, bool all)
         arm_deferred_of(&rt->workers[i], all);
 }
 
-static bool any_unarmed(gs_runtime *rt)
-{
-    for (unsigned i = 0; i < rt->nworkers; i++)
-        if (atomic_load_explicit(&rt->workers[i].nunarmed, memory_order_relaxed) != 0)
-            return true;
-    return false;
-}
-
 bool scheduler_has_unarmed(gs_runtime *rt)
 {
     /* seq_cst: the timer thread's side of the handshake with
-     * scheduler_defer_timeout's fence (after its seq_cst `sleeping`). */
+     * scheduler_defer_timeout's fence (after its seq_cst `sleeping`); for
+     * an idling worker only a hint (a plain load on x86). */
     for (unsigned i = 0; i < rt->nworkers; i++)
         if (atomic_load_explicit(&rt->workers[i].nunarmed, memory_order_seq_cst) != 0)
             return true;
@@ -545,7 +538,7 @@ static void *worker_main(void *arg)
         if ((++w->turns_since_arm & (ARM_EVERY - 1)) == 0)
             arm_deferred(w, (w->turns_since_arm & (ARM_OTHERS_EVERY - 1)) == 0, false);
         proc *p = find_work(w);
-        if (p == NULL && any_unarmed(rt)) {
+        if (p == NULL && scheduler_has_unarmed(rt)) {
             arm_deferred(w, true, true); /* before idling */
             p = find_work(w);
         }
