@@ -34,6 +34,16 @@ void injectq_push(injectq *q, mbox_node *n)
     atomic_store_explicit(&prev->next, n, memory_order_release);
 }
 
+void injectq_push_chain(injectq *q, mbox_node *first, mbox_node *last)
+{
+    /* The links inside the chain were stored before (relaxed): the release
+     * store below publishes them with the first one, and the consumer
+     * reaches each of them through that store. */
+    atomic_store_explicit(&last->next, NULL, memory_order_relaxed);
+    mbox_node *prev = atomic_exchange_explicit(&q->head, last, memory_order_seq_cst); /* as in injectq_push */
+    atomic_store_explicit(&prev->next, first, memory_order_release);
+}
+
 bool injectq_try_lock(injectq *q)
 {
     /* acquire: the previous holder's writes to tail happen before ours. */

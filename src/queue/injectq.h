@@ -3,7 +3,7 @@
  *
  * Who may call what:
  *   injectq_init              before sharing
- *   injectq_push              any thread, concurrently
+ *   injectq_push, _push_chain any thread, concurrently
  *   injectq_try_lock/unlock   any worker; injectq_pop only between them
  *   injectq_maybe_nonempty    any thread (a hint; seq_cst for the
  *                             park/notify handshake, see scheduler.c)
@@ -28,6 +28,9 @@ typedef struct injectq {
 
 void injectq_init(injectq *q);
 void injectq_push(injectq *q, mbox_node *n);
+/* Pushes the chain first -> ... -> last (linked through next) with one
+ * exchange: it is popped in that order, with nothing in between. */
+void injectq_push_chain(injectq *q, mbox_node *first, mbox_node *last);
 bool injectq_try_lock(injectq *q);
 void injectq_unlock(injectq *q);
 /* Returns a node that is fully unlinked, or NULL if the queue is empty or

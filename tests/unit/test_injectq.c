@@ -436,3 +436,28 @@ Test(injectq, near_empty_stub_races, .timeout = 30)
     injectq_unlock(&ne.q);
     cr_assert_not(injectq_maybe_nonempty(&ne.q));
 }
+
+Test(injectq, chain_push_keeps_its_order_between_single_pushes, .timeout = 30)
+{
+    enum { N = 10 };
+    static item it[N];
+    static injectq q;
+    injectq_init(&q);
+    for (uint32_t i = 0; i < N; i++)
+        it[i].id = i;
+    injectq_push(&q, &it[0].node);
+    /* 1..7 as one chain, linked by hand, its last link left dangling */
+    for (uint32_t i = 1; i < 7; i++)
+        atomic_store(&it[i].node.next, &it[i + 1].node);
+    atomic_store(&it[7].node.next, &it[9].node);
+    injectq_push_chain(&q, &it[1].node, &it[7].node);
+    injectq_push(&q, &it[8].node);
+    for (uint32_t i = 0; i < 9; i++)
+        cr_assert_eq(pop_id(&q), i);
+    cr_assert_null(injectq_pop(&q), "the chain's last link was not cut");
+    /* a chain of one, into an empty queue (the stub path) */
+    injectq_push_chain(&q, &it[9].node, &it[9].node);
+    cr_assert_eq(pop_id(&q), 9);
+    cr_assert_null(injectq_pop(&q));
+    cr_assert(!injectq_maybe_nonempty(&q));
+}
