@@ -18,6 +18,7 @@
 #include "genserver.h"
 #include "fiber.h"
 #include "pool.h"
+#include "timer_outbox.h"
 
 /* ---- pids ------------------------------------------------------------
  * gs_pid = generation (32 bits) | runtime tag (8 bits) | slot index (24).
@@ -204,7 +205,7 @@ typedef struct worker {
     _Atomic uint32_t nunarmed; /* read without the lock as a hint */
     atomic_bool unarmed_lock;
     pool_cache reply_cache; /* free reply slots (reply.c) */
-    pool_cache timer_cache; /* free timer records (timers.c) */
+    timer_arming timer_side; /* free timer records, armed ones held (timers.c, timer_outbox.c) */
     /* statistics: written by this worker, read by gs_runtime_stats_get */
     _Atomic uint64_t messages, parks, suspended, resumed, blocked;
 } worker;

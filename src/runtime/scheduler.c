@@ -593,7 +593,8 @@ int scheduler_start(gs_runtime *rt)
         w->unarmed = NULL;
         w->cap_unarmed = w->turns_since_arm = w->old_unarmed = 0;
         atomic_init(&w->promoted_at_ns, now_ns());
-        w->reply_cache.n = w->timer_cache.n = 0;
+        w->reply_cache.n = 0;
+        timer_arming_init(&w->timer_side);
         atomic_init(&w->nunarmed, 0);
         atomic_init(&w->unarmed_lock, false);
         atomic_init(&w->messages, 0);

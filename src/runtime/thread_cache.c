@@ -19,7 +19,11 @@
  * clears it from outside) and a comparison of serials, so that a new
  * runtime allocated where a stopped one was is not taken for it. A thread
  * holds at most POOL_CACHE_CAP free records of the runtime it last armed
- * timers on, until it exits or arms on another runtime.
+ * timers on, until it exits or arms on another runtime. The cache comes
+ * with the thread's timer outbox (timer_outbox.c): unbinding sends what
+ * it holds on to its runtime's timer thread first, and the timer thread
+ * looks into the outboxes of the caches bound to its runtime under the
+ * same lock, so none goes away under it.
  */
 #include <pthread.h>
 
@@ -30,7 +34,7 @@ typedef struct thread_cache {
     _Atomic(gs_runtime *) rt; /* bound runtime or NULL; written under caches_lock */
     uint64_t serial;          /* rt->serial at binding (the owner's) */
     struct thread_cache *prev, *next; /* in rt->thread_caches, under caches_lock */
-    pool_cache timers;
+    timer_arming timers;             /* its free records and held timers */
 } thread_cache;
 
 static pthread_mutex_t caches_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -48,8 +52,9 @@ static void unbind_locked(thread_cache *c)
 {
     gs_runtime *rt = atomic_load_explicit(&c->rt, memory_order_relaxed);
     if (rt != NULL) {
-        for (uint32_t i = 0; i < c->timers.n; i++)
-            pool_free(&rt->timers->recs, c->timers.idx[i]); /* rare: one at a time */
+        outbox_flush(rt, &c->timers); /* held timers go on to the timer thread */
+        for (uint32_t i = 0; i < c->timers.cache.n; i++)
+            pool_free(&rt->timers->recs, c->timers.cache.idx[i]); /* rare: one at a time */
         if (c->prev != NULL)
             c->prev->next = c->next;
         else
@@ -59,7 +64,7 @@ static void unbind_locked(thread_cache *c)
         c->prev = c->next = NULL;
         atomic_store_explicit(&c->rt, NULL, memory_order_relaxed);
     }
-    c->timers.n = 0;
+    timer_arming_init(&c->timers);
 }
 
 static void on_thread_exit(void *arg)
@@ -93,7 +98,7 @@ static bool bind(thread_cache *c, gs_runtime *rt)
     return true;
 }
 
-pool_cache *thread_timer_cache(gs_runtime *rt)
+timer_arming *thread_timer_side(gs_runtime *rt)
 {
     thread_cache *c = &tl_cache;
     /* relaxed: the owner reads its own binding; a concurrent change comes
@@ -104,13 +109,35 @@ pool_cache *thread_timer_cache(gs_runtime *rt)
     return bind(c, rt) ? &c->timers : NULL;
 }
 
+void thread_outboxes_take(gs_runtime *rt, uint64_t horizon_ns, outbox_chain *into)
+{
+    pthread_mutex_lock(&caches_lock);
+    for (thread_cache *c = rt->thread_caches; c != NULL; c = c->next)
+        (void)outbox_take(&c->timers.outbox, horizon_ns, into);
+    pthread_mutex_unlock(&caches_lock);
+}
+
+uint64_t thread_outboxes_earliest(gs_runtime *rt)
+{
+    uint64_t earliest = UINT64_MAX;
+    pthread_mutex_lock(&caches_lock);
+    for (thread_cache *c = rt->thread_caches; c != NULL; c = c->next) {
+        uint64_t e = outbox_earliest(&c->timers.outbox);
+        if (e < earliest)
+            earliest = e;
+    }
+    pthread_mutex_unlock(&caches_lock);
+    return earliest;
+}
+
 void thread_caches_detach(gs_runtime *rt)
 {
     pthread_mutex_lock(&caches_lock);
     for (thread_cache *c = rt->thread_caches, *next; c != NULL; c = next) {
         next = c->next;
         c->prev = c->next = NULL;
-        /* Its owner drops the indices at its next binding (unbind_locked). */
+        /* Its owner drops the indices at its next binding (unbind_locked);
+         * its outbox was emptied by the stop (timer_service_free_all). */
         atomic_store_explicit(&c->rt, NULL, memory_order_relaxed);
     }
     rt->thread_caches = NULL;

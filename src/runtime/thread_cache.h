@@ -6,11 +6,19 @@
 
 #include "internal.h"
 
-/* A cache of free timer records of rt for the calling thread, which is
- * not one of rt's workers (they have their own). NULL if none can be had
- * (the caller then uses the pool's shared stack directly). The cache
- * stays valid until the thread's next call into another runtime. */
-pool_cache *thread_timer_cache(gs_runtime *rt);
+/* A cache of free timer records of rt, and an outbox of armed timers
+ * (timer_outbox.c), for the calling thread, which is not one of rt's
+ * workers (they have their own). NULL if none can be had (the caller then
+ * uses the pool's shared stack and the inbox directly). Valid until the
+ * thread's next call into another runtime, which sends its held timers
+ * on, as its exit does. */
+timer_arming *thread_timer_side(gs_runtime *rt);
+
+/* The timer thread's look over outside threads' outboxes (under the
+ * caches' lock, so that no thread exits meanwhile): takes those holding a
+ * timer due before horizon_ns; the earliest deadline any holds. */
+void thread_outboxes_take(gs_runtime *rt, uint64_t horizon_ns, outbox_chain *into);
+uint64_t thread_outboxes_earliest(gs_runtime *rt);
 
 /* At gs_runtime_stop, before rt's timer pool is destroyed: detaches
  * every thread's cache from rt (their records go with the pool). */

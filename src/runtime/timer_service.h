@@ -16,6 +16,11 @@
  * at most NS_PER_TICK / SUB_BUCKETS plus the thread's wake-up. */
 #define SUB_BUCKETS 8u
 #define NS_PER_SUB (NS_PER_TICK / SUB_BUCKETS)
+/* Timers due at least this far ahead may wait in their arming thread's
+ * outbox (timer_outbox.c); the timer thread takes an outbox when its
+ * earliest deadline comes this close, looking every OUTBOX_SCAN_NS. */
+#define HOLD_AHEAD_NS (4u * NS_PER_TICK)
+#define OUTBOX_SCAN_NS 100000u
 /* A sleeping timer thread is woken after this many records pushed without
  * a nearer deadline (cancellations, far timers): they hold memory. */
 #define BACKLOG_WAKE 4096u
@@ -121,6 +126,21 @@ static inline bool target_alive(gs_runtime *rt, gs_pid pid)
     uint64_t w = atomic_load_explicit(&p->ctl, memory_order_seq_cst);
     return (uint32_t)(w >> 32) == pid_gen(pid) && (w & CTL_OPEN) != 0;
 }
+
+/* timers.c: pushes a chain of n records (earliest deadline given) to the
+ * timer thread, waking it if it sleeps past that deadline. */
+void timers_submit_chain(timer_service *ts, mbox_node *first, mbox_node *last, uint32_t n,
+                         uint64_t min_deadline_ns);
+
+/* timer_outbox.c. The owner: holds r (published, PENDING) in its outbox,
+ * sending the outbox on when due (see there); sends everything held on.
+ * The timer thread: the earliest deadline ob holds, or a little earlier
+ * (UINT64_MAX: none), and taking ob's records (appended to `into`, oldest
+ * first) if that is before horizon_ns. */
+void outbox_hold(gs_runtime *rt, timer_arming *a, timer_rec *r);
+void outbox_flush(gs_runtime *rt, timer_arming *a);
+uint64_t outbox_earliest(timer_outbox *ob);
+bool outbox_take(timer_outbox *ob, uint64_t horizon_ns, outbox_chain *into);
 
 /* timer_thread.c */
 void *timer_main(void *arg);

@@ -38,6 +38,7 @@
 
 #include "alloc.h"
 #include "futex.h"
+#include "thread_cache.h"
 #include "timer_service.h"
 
 #define INBOX_BATCH 1024
@@ -363,6 +364,41 @@ static void drain_inbox(gs_runtime *rt, unsigned limit)
         take_in(rt, rec_from_inbox(n));
 }
 
+/* Takes in the timers held in outboxes (timer_outbox.c) whose earliest
+ * deadline comes before horizon_ns: the workers' and outside threads'. */
+static void sweep_outboxes(gs_runtime *rt, uint64_t horizon_ns)
+{
+    outbox_chain got = {NULL, NULL};
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        (void)outbox_take(&rt->workers[i].timer_side.outbox, horizon_ns, &got);
+    thread_outboxes_take(rt, horizon_ns, &got);
+    for (mbox_node *n = got.first, *next; n != NULL; n = next) {
+        /* relaxed: the chain is ours; the exchange that took it acquired
+         * its links. Read before take_in, which may free the record. */
+        next = n == got.last ? NULL : atomic_load_explicit(&n->next, memory_order_relaxed);
+        take_in(rt, rec_from_inbox(n));
+    }
+}
+
+/* The earliest deadline held in any outbox, or a little earlier;
+ * UINT64_MAX if none holds a timer (seq_cst loads: the timer thread's half
+ * of the sleep handshake with outbox_hold). */
+static uint64_t outboxes_earliest(gs_runtime *rt)
+{
+    uint64_t earliest = thread_outboxes_earliest(rt);
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        uint64_t e = outbox_earliest(&rt->workers[i].timer_side.outbox);
+        if (e < earliest)
+            earliest = e;
+    }
+    return earliest;
+}
+
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
 /* ---- the thread ---------------------------------------------------------- */
 
 int timer_thread_state_init(timer_service *ts)
@@ -405,10 +441,16 @@ void *timer_main(void *arg)
     timer_service *ts = rt->timers;
     (void)injectq_try_lock(&ts->inbox); /* the only consumer, for good */
     (void)prctl(PR_SET_TIMERSLACK, TIMER_SLACK_NS, 0, 0, 0); /* best effort */
-    uint64_t promoted_ns = 0;
+    uint64_t promoted_ns = 0, swept_ns = 0;
+    bool sweep_now = false;
     while (!atomic_load_explicit(&ts->quit, memory_order_acquire)) {
         drain_inbox(rt, INBOX_BATCH);
         uint64_t now = now_ns();
+        if (sweep_now || now - swept_ns >= OUTBOX_SCAN_NS) {
+            sweep_outboxes(rt, now + HOLD_AHEAD_NS);
+            swept_ns = now;
+            sweep_now = false;
+        }
         serve(rt, now);
         /* The backstop for deferred call timeouts (scheduler.c): while
          * any worker holds some, look every DEFER_CHECK_NS. */
@@ -420,6 +462,13 @@ void *timer_main(void *arg)
         uint64_t next = next_work_ns(ts);
         if (deferrals && next > promoted_ns + DEFER_CHECK_NS)
             next = promoted_ns + DEFER_CHECK_NS;
+        /* Wake up in time to take in the held timers (timer_outbox.c)
+         * HOLD_AHEAD_NS before the earliest is due. */
+        uint64_t held = outboxes_earliest(rt);
+        if (held < add_sat(next, HOLD_AHEAD_NS)) {
+            next = held > HOLD_AHEAD_NS ? held - HOLD_AHEAD_NS : 0;
+            sweep_now = next <= now_ns();
+        }
         if (next <= now_ns() || injectq_maybe_nonempty(&ts->inbox))
             continue;
         uint32_t bell = atomic_load_explicit(&ts->bell, memory_order_acquire);
@@ -432,7 +481,11 @@ void *timer_main(void *arg)
          * (a list that filled after we looked makes the sleep a nap). */
         if (!deferrals && scheduler_has_unarmed(rt))
             next = now_ns() + DEFER_CHECK_NS;
-        if (!injectq_maybe_nonempty(&ts->inbox) && !atomic_load_explicit(&ts->quit, memory_order_seq_cst)) {
+        /* ... and the outboxes pair with outbox_hold's push and loads: a
+         * timer held since we looked, and due before we would take it in,
+         * makes us look again. */
+        if (!injectq_maybe_nonempty(&ts->inbox) && outboxes_earliest(rt) >= add_sat(next, HOLD_AHEAD_NS) &&
+            !atomic_load_explicit(&ts->quit, memory_order_seq_cst)) {
             if (next == UINT64_MAX) {
                 futex_wait_until(&ts->bell, bell, NULL);
             } else {
@@ -459,6 +512,7 @@ void timer_service_free_all(gs_runtime *rt)
 {
     timer_service *ts = rt->timers;
     drain_inbox(rt, UINT_MAX);
+    sweep_outboxes(rt, UINT64_MAX);
     wheel_advance(ts->wheel, UINT64_MAX, free_pending, rt);
     for (unsigned b = 0; b < SUB_BUCKETS; b++) {
         wheel_timer *head = &ts->buckets[b];

@@ -15,9 +15,12 @@
  *   - Arming fills a record (a payload up to TIMER_INLINE_MAX bytes sits
  *     in it: no allocation; the message is made when the timer fires, and
  *     a failure there retries a tick later), sets it PENDING and pushes it
- *     on the service's inbox (one atomic exchange). If the timer thread
- *     sleeps past the new deadline, it is woken (Dekker between the push
- *     and the `sleeping` flag, as in reply.c). The target is checked with
+ *     on the service's inbox (one atomic exchange); a gs_send_after timer
+ *     due HOLD_AHEAD_NS or more ahead waits in the arming thread's outbox
+ *     first (timer_outbox.c), and never leaves the thread if cancelled
+ *     meanwhile. If the timer thread sleeps past the new deadline, it is
+ *     woken (Dekker between the push and the `sleeping` flag, as in
+ *     reply.c). The target is checked with
  *     one load of its control word, without taking a reference: the timer
  *     thread checks again when it takes the record in (see purge below).
  *   - Firing, cancelling and draining race on the record's state word
@@ -56,23 +59,23 @@ static inline gs_timer handle_make(gs_runtime *rt, uint32_t gen, uint32_t idx)
     return (gs_timer)gen << 32 | (gs_timer)rt->tag << PID_INDEX_BITS | idx;
 }
 
-/* The arming thread's record cache: a worker's own, else the thread's
- * (thread_cache.c). */
-static pool_cache *arming_cache(gs_runtime *rt)
+/* The arming thread's record cache and outbox: a worker's own, else the
+ * thread's (thread_cache.c); NULL if it has none. */
+static timer_arming *arming_side(gs_runtime *rt)
 {
     worker *w = worker_of(rt);
-    return w != NULL ? &w->timer_cache : thread_timer_cache(rt);
+    return w != NULL ? &w->timer_side : thread_timer_side(rt);
 }
 
 /* ---- arming (any thread) -------------------------------------------- */
 
 /* A record of `kind` for target and deadline, not yet visible to anyone. */
-static int rec_new(gs_runtime *rt, uint8_t kind, gs_pid target, uint64_t deadline_ns, timer_rec **out,
-                   uint64_t *gen_out)
+static int rec_new(gs_runtime *rt, timer_arming *a, uint8_t kind, gs_pid target, uint64_t deadline_ns,
+                   timer_rec **out, uint64_t *gen_out)
 {
     timer_service *ts = rt->timers;
     uint32_t idx;
-    int rc = pool_alloc_cached(&ts->recs, arming_cache(rt), &idx);
+    int rc = pool_alloc_cached(&ts->recs, a != NULL ? &a->cache : NULL, &idx);
     if (rc != GS_OK)
         return rc == GS_ELIMIT ? GS_EAGAIN : rc;
     timer_rec *r = pool_at(&ts->recs, idx);
@@ -95,49 +98,69 @@ static int rec_new(gs_runtime *rt, uint8_t kind, gs_pid target, uint64_t deadlin
 
 /* Gives back a record that was never published (its state word still
  * holds the previous generation, so old handles keep failing). */
-static void rec_unpublished_free(gs_runtime *rt, timer_rec *r)
+static void rec_unpublished_free(gs_runtime *rt, timer_arming *a, timer_rec *r)
 {
-    pool_free_cached(&rt->timers->recs, arming_cache(rt), r->idx);
+    pool_free_cached(&rt->timers->recs, a != NULL ? &a->cache : NULL, r->idx);
 }
 
-/* Pushes r to the timer thread, waking it if it sleeps past `deadline_ns`. */
-static void submit(timer_service *ts, timer_rec *r, uint64_t deadline_ns)
+void timers_submit_chain(timer_service *ts, mbox_node *first, mbox_node *last, uint32_t n,
+                         uint64_t min_deadline_ns)
 {
-    injectq_push(&ts->inbox, &r->inbox_link); /* seq_cst exchange */
+    injectq_push_chain(&ts->inbox, first, last); /* seq_cst exchange */
     /* Dekker with the timer thread, which stores sleep_until_ns and
      * sleeping (seq_cst), then re-checks the inbox: with the exchange
      * above and these loads all seq_cst, one of the two sees the other. */
     store_load_fence();
     if (!atomic_load_explicit(&ts->sleeping, memory_order_seq_cst))
         return;
-    /* relaxed backlog: only a count; the thread zeroes it before it sleeps. */
-    if (deadline_ns < atomic_load_explicit(&ts->sleep_until_ns, memory_order_seq_cst) ||
-        atomic_fetch_add_explicit(&ts->backlog, 1, memory_order_relaxed) + 1 == BACKLOG_WAKE) {
+    if (min_deadline_ns < atomic_load_explicit(&ts->sleep_until_ns, memory_order_seq_cst)) {
+        atomic_fetch_add_explicit(&ts->bell, 1, memory_order_release);
+        futex_wake(&ts->bell, 1);
+        return;
+    }
+    /* relaxed backlog: only a count; the thread zeroes it before it
+     * sleeps. Wake it once, when the count crosses BACKLOG_WAKE. */
+    uint32_t before = atomic_fetch_add_explicit(&ts->backlog, n, memory_order_relaxed);
+    if (before < BACKLOG_WAKE && before + n >= BACKLOG_WAKE) {
         atomic_fetch_add_explicit(&ts->bell, 1, memory_order_release);
         futex_wake(&ts->bell, 1);
     }
 }
 
-/* Publishes a filled record under its new generation, gives out its
- * handle (out may be NULL) and pushes it to the timer thread. */
-static void rec_publish(gs_runtime *rt, timer_rec *r, uint64_t gen, uint64_t wake_ns, gs_timer *out)
+/* Pushes r to the timer thread, waking it if it sleeps past `deadline_ns`. */
+static void submit(timer_service *ts, timer_rec *r, uint64_t deadline_ns)
+{
+    timers_submit_chain(ts, &r->inbox_link, &r->inbox_link, 1, deadline_ns);
+}
+
+/* Publishes a filled record under its new generation and gives out its
+ * handle (out may be NULL). */
+static void rec_make_pending(gs_runtime *rt, timer_rec *r, uint64_t gen, gs_timer *out)
 {
     /* release: the record's fields are visible to whoever acquires the
      * state (the timer thread via the inbox, a canceller via its CAS). */
     atomic_store_explicit(&r->state, state_word(gen, TS_PENDING), memory_order_release);
     if (out != NULL)
         *out = handle_make(rt, (uint32_t)gen, r->idx);
+}
+
+/* Publishes r and pushes it to the timer thread at once. */
+static void rec_publish(gs_runtime *rt, timer_rec *r, uint64_t gen, uint64_t wake_ns, gs_timer *out)
+{
+    rec_make_pending(rt, r, gen, out);
     submit(rt->timers, r, wake_ns);
 }
 
 /* Arms a TK_SEND timer delivering (msg_kind, tag, data, len) to pid, whose
- * slot is p. */
+ * slot is p. `hold`: its deadline is at least HOLD_AHEAD_NS away, so it
+ * may wait in the arming thread's outbox (timer_outbox.c). */
 static int arm_send(gs_runtime *rt, proc *p, gs_pid pid, uint8_t msg_kind, uint32_t tag, const void *data,
-                    size_t len, uint64_t deadline_ns, gs_timer *out)
+                    size_t len, uint64_t deadline_ns, bool hold, gs_timer *out)
 {
+    timer_arming *a = arming_side(rt);
     timer_rec *r;
     uint64_t gen;
-    int rc = rec_new(rt, TK_SEND, pid, deadline_ns, &r, &gen);
+    int rc = rec_new(rt, a, TK_SEND, pid, deadline_ns, &r, &gen);
     if (rc != GS_OK)
         return rc;
     r->msg_kind = msg_kind;
@@ -152,7 +175,7 @@ static int arm_send(gs_runtime *rt, proc *p, gs_pid pid, uint8_t msg_kind, uint3
          * large allocation. */
         msg *m = msg_new(rt, msg_kind, tag, data, len);
         if (m == NULL) {
-            rec_unpublished_free(rt, r);
+            rec_unpublished_free(rt, a, r);
             return GS_ENOMEM;
         }
         m->sender = GS_NOPID; /* timers deliver as the runtime */
@@ -161,11 +184,21 @@ static int arm_send(gs_runtime *rt, proc *p, gs_pid pid, uint8_t msg_kind, uint3
     /* Tell the server's exit to ask for a purge, before the push. Only the
      * first timer writes (the flag's line is shared with senders). A
      * server that exits before this store, or whose purge overtakes this
-     * record in the inbox, is found dead when the timer thread takes the
-     * record in. */
+     * record (in the inbox, or while it waits in an outbox), is found
+     * dead when the timer thread takes the record in. */
     if (!atomic_load_explicit(&p->has_timers, memory_order_relaxed))
         atomic_store_explicit(&p->has_timers, true, memory_order_seq_cst);
-    rec_publish(rt, r, gen, deadline_ns, out);
+    rec_make_pending(rt, r, gen, out);
+    if (a != NULL) {
+        if (hold) {
+            outbox_hold(rt, a, r);
+            return GS_OK;
+        }
+        /* What the outbox holds was armed first: it goes first. */
+        if (atomic_load_explicit(&a->outbox.top, memory_order_relaxed) != NULL)
+            outbox_flush(rt, a);
+    }
+    submit(rt->timers, r, deadline_ns);
     return GS_OK;
 }
 
@@ -179,8 +212,10 @@ int gs_send_after(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, siz
         return GS_EMSGSIZE;
     if (to == GS_NOPID || pid_tag(to) != rt->tag || !target_alive(rt, to))
         return GS_ENOPROC;
-    uint64_t deadline_ns = deadline_clock_ns() + (uint64_t)delay_ms * 1000000u;
-    return arm_send(rt, proc_table_at(rt, pid_index(to)), to, MSG_INFO, tag, data, len, deadline_ns, out);
+    uint64_t delay_ns = (uint64_t)delay_ms * 1000000u;
+    uint64_t deadline_ns = deadline_clock_ns() + delay_ns;
+    return arm_send(rt, proc_table_at(rt, pid_index(to)), to, MSG_INFO, tag, data, len, deadline_ns,
+                    delay_ns >= HOLD_AHEAD_NS, out);
 }
 
 int gs_cancel_timer(gs_runtime *rt, gs_timer t)
@@ -228,12 +263,15 @@ int timers_arm_fn(gs_runtime *rt, uint64_t deadline_ns, void (*fn)(gs_runtime *,
 {
     timer_rec *r;
     uint64_t gen;
-    int rc = rec_new(rt, TK_FN, GS_NOPID, deadline_ns, &r, &gen);
+    timer_arming *side = arming_side(rt);
+    int rc = rec_new(rt, side, TK_FN, GS_NOPID, deadline_ns, &r, &gen);
     if (rc != GS_OK)
         return rc;
     r->u.call.fn = fn;
     r->u.call.a = a;
     r->u.call.b = b;
+    if (side != NULL && atomic_load_explicit(&side->outbox.top, memory_order_relaxed) != NULL)
+        outbox_flush(rt, side); /* armed first, goes first */
     rec_publish(rt, r, gen, deadline_ns, out);
     return GS_OK;
 }
@@ -267,7 +305,7 @@ int timers_arm_idle(proc *p, uint64_t deadline_ns, gs_timer *out)
     /* The message names the arming (idle_seq): a check that was already
      * queued when the timeout changed is recognised as stale. */
     uint64_t seq = ++p->extra->idle_seq;
-    return arm_send(proc_rt(p), p, p->pid, MSG_IDLE, GS_TAG_TIMEOUT, &seq, sizeof seq, deadline_ns, out);
+    return arm_send(proc_rt(p), p, p->pid, MSG_IDLE, GS_TAG_TIMEOUT, &seq, sizeof seq, deadline_ns, false, out);
 }
 
 void gs_set_idle_timeout(gs_ctx *ctx, int ms)
@@ -315,7 +353,7 @@ void timers_purge(gs_runtime *rt, proc *p)
     atomic_store_explicit(&p->has_timers, false, memory_order_relaxed);
     timer_rec *r;
     uint64_t gen;
-    if (rec_new(rt, TK_PURGE, p->pid, 0, &r, &gen) != GS_OK)
+    if (rec_new(rt, arming_side(rt), TK_PURGE, p->pid, 0, &r, &gen) != GS_OK)
         return; /* its timers are freed when they come due instead */
     rec_publish(rt, r, gen, 0, NULL); /* 0: wake the thread now, memory is waiting */
 }

@@ -87,6 +87,46 @@ Test(timers, many_timers_each_fire_at_or_after_their_deadline, .timeout = 30)
     rt_free(rt);
 }
 
+/* A server arms timers to itself from a callback and then its worker
+ * idles. Those due HOLD_AHEAD_NS (4 ms) or more ahead, armed while the
+ * timer thread sleeps until an earlier deadline, wait in the worker's
+ * outbox (timer_outbox.c): the timer thread must take them in on its own,
+ * in time. An anchor timer of 5 ms, armed first, makes it sleep so. */
+static atomic_llong self_armed_at;
+static int self_arm_cast(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    atomic_store(&self_armed_at, now_ns());
+    for (int64_t i = 0; i < 20; i++)
+        if (gs_send_after(gs_ctx_runtime(ctx), gs_self(ctx), 9, &i, sizeof i, (int)(10 + 3 * i), NULL) != GS_OK)
+            return GS_OK; /* the count below shows it */
+    return GS_OK;
+}
+
+static const gs_server_ops self_arm_ops = {
+    .name = "self-arm", .handle_info = collector_info, .handle_cast = self_arm_cast};
+
+Test(timers, timers_armed_in_a_callback_fire_while_workers_idle, .timeout = 20)
+{
+    reset();
+    gs_runtime *rt = rt_new(2);
+    gs_pid s = start_ok(rt, &self_arm_ops, NULL);
+    int64_t anchor = -1;
+    cr_assert_eq(gs_send_after(rt, s, 8, &anchor, sizeof anchor, 5, NULL), GS_OK);
+    sleep_ms(1);
+    cr_assert_eq(gs_cast(rt, s, 1, NULL, 0), GS_OK);
+    cr_assert(wait_int_eq(&nrecs, 21, 5000), "%d of 21 delivered", atomic_load(&nrecs));
+    int64_t t0 = atomic_load(&self_armed_at);
+    for (int k = 0; k < 21; k++) {
+        if (recs[k].tag == 8)
+            continue;
+        int64_t i = recs[k].value;
+        cr_assert(recs[k].tag == 9 && i >= 0 && i < 20, "bad timer %lld", (long long)i);
+        cr_assert_geq(recs[k].at_ns - t0, (10 + 3 * i) * 1000000LL, "timer %lld fired early", (long long)i);
+    }
+    stop_ok(rt, s);
+    rt_free(rt);
+}
+
 Test(timers, cancel_before_firing_means_never_delivered, .timeout = 20)
 {
     reset();

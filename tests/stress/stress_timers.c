@@ -2,14 +2,18 @@
  * the servers are stopped and restarted. Exact accounting: every timer is
  * either delivered exactly once (and its cancel, if any, said GS_ENOENT)
  * or cancelled with GS_OK / dropped with its dead server (never
- * delivered); nothing reaches a later server in the same slot. A last
- * phase keeps the arming threads alive across runtime stops and starts:
- * their record caches (thread_cache.c) are detached by each stop and
- * bound again to the next runtime. */
+ * delivered); nothing reaches a later server in the same slot. Timers of
+ * HOLD_AHEAD_NS or more wait in their thread's outbox (timer_outbox.c):
+ * some are cancelled by another thread while there, and a phase has
+ * short-lived threads that exit with timers held. A last phase keeps the
+ * arming threads alive across runtime stops and starts: their record
+ * caches (thread_cache.c) are detached by each stop and bound again to
+ * the next runtime. */
 #define _GNU_SOURCE
 #include <genserver.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,9 +60,56 @@ static void cancel_one(uint32_t id, gs_timer t)
     CHECK(gs_cancel_timer(rt, t) == GS_ENOENT);
 }
 
-/* Timers of 0-4 ms, half cancelled at once (mostly before the timer
- * thread took them in), and some of 0-30 ms cancelled a little later
- * (mostly after: the removal path), while servers die under them. */
+/* A timer handed to another thread to cancel: one slot per arming
+ * thread, taken by the next thread. */
+typedef struct handoff {
+    pthread_mutex_t lock;
+    bool full;
+    uint32_t id;
+    gs_timer t;
+} handoff;
+static handoff handoffs[THREADS];
+
+static void hand_over(unsigned from, uint32_t id, gs_timer t)
+{
+    handoff *mine = &handoffs[from], *theirs = &handoffs[(from + THREADS - 1) % THREADS];
+    pthread_mutex_lock(&mine->lock);
+    bool had = mine->full;
+    uint32_t old_id = mine->id;
+    gs_timer old_t = mine->t;
+    mine->full = false;
+    pthread_mutex_unlock(&mine->lock);
+    if (had) /* our own earlier one nobody took: cancel it ourselves */
+        cancel_one(old_id, old_t);
+    pthread_mutex_lock(&theirs->lock);
+    had = theirs->full;
+    old_id = theirs->id;
+    old_t = theirs->t;
+    theirs->full = false;
+    pthread_mutex_unlock(&theirs->lock);
+    if (had) /* another thread's timer, perhaps still in its outbox */
+        cancel_one(old_id, old_t);
+    pthread_mutex_lock(&mine->lock);
+    mine->full = true;
+    mine->id = id;
+    mine->t = t;
+    pthread_mutex_unlock(&mine->lock);
+}
+
+static void cancel_handed_over(void)
+{
+    for (unsigned i = 0; i < THREADS; i++)
+        if (handoffs[i].full) {
+            cancel_one(handoffs[i].id, handoffs[i].t);
+            handoffs[i].full = false;
+        }
+}
+
+/* Timers of 0-4 ms (sent to the timer thread at once) or 4-40 ms (held
+ * in the outbox first), half cancelled at once (mostly before the timer
+ * thread took them in), some cancelled by another thread, and some of
+ * 0-30 ms cancelled a little later (mostly after: the removal path),
+ * while servers die under them. */
 #define LATE_BATCH 64
 static void *armer(void *arg)
 {
@@ -73,7 +124,8 @@ static void *armer(void *arg)
         payload p = {id, to};
         gs_timer t;
         unsigned how = (unsigned)(stress_rand(&seed) % 8);
-        int delay = how == 7 ? (int)(stress_rand(&seed) % 30) : (int)(stress_rand(&seed) % 5);
+        int delay = how == 7 ? (int)(stress_rand(&seed) % 30)
+                    : how < 4 ? (int)(stress_rand(&seed) % 5) : 4 + (int)(stress_rand(&seed) % 37);
         int rc = gs_send_after(rt, to, 1, &p, sizeof p, delay, &t);
         CHECKF(rc == GS_OK || rc == GS_ENOPROC, "send_after: %s", gs_strerror(rc));
         if (rc != GS_OK) {
@@ -83,6 +135,8 @@ static void *armer(void *arg)
         if (how == 7) {
             late_id[nlate] = id;
             late_t[nlate++] = t;
+        } else if (how == 5) {
+            hand_over((unsigned)(uintptr_t)arg, id, t);
         } else if (how % 2) {
             cancel_one(id, t);
         }
@@ -134,6 +188,7 @@ static void run_phase(int which)
         pthread_create(&th[i], NULL, armer, (void *)i);
     for (int i = 0; i < THREADS; i++)
         pthread_join(th[i], NULL);
+    cancel_handed_over();
     atomic_store(&stop_flag, 1);
     if (which == 0)
         pthread_join(rs, NULL);
@@ -183,6 +238,59 @@ static void run_phase(int which)
         CHECKF(dropped == 0 && never == 0, "%d timers lost, %d refused, with every server alive", dropped, never);
     printf("stress_timers %s: %d timers: %d delivered, %d cancelled, %d dropped with their server, %d refused\n",
            which == 0 ? "(servers restarted)" : "(servers stay)", TOTAL, deliveries, ok_cancel, dropped, never);
+}
+
+/* Threads that arm a few timers (most held in their outbox) and exit at
+ * once: the exit sends what they hold on, so every timer fires. */
+#define SHORT_THREADS 200
+#define SHORT_TIMERS 20
+static _Atomic gs_pid short_sink;
+static atomic_int short_delivered, short_failures;
+
+static int on_short(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    (void)ctx;
+    (void)state;
+    (void)m;
+    atomic_fetch_add(&short_delivered, 1);
+    return GS_OK;
+}
+
+static const gs_server_ops short_ops = {.name = "short-sink", .handle_info = on_short};
+
+static void *short_lived(void *arg)
+{
+    uint32_t n = (uint32_t)(uintptr_t)arg;
+    for (uint32_t i = 0; i < SHORT_TIMERS; i++)
+        if (gs_send_after(rt, atomic_load(&short_sink), 1, &i, sizeof i, (int)(5 + (n + i) % 20), NULL) != GS_OK)
+            atomic_fetch_add(&short_failures, 1);
+    return NULL;
+}
+
+static void run_short_threads_phase(void)
+{
+    gs_runtime_opts opts = {.workers = 2};
+    CHECK_RC(gs_runtime_start(&rt, &opts), GS_OK);
+    gs_pid sink;
+    CHECK_RC(gs_start(rt, &short_ops, NULL, &sink), GS_OK);
+    atomic_store(&short_sink, sink);
+    for (uintptr_t i = 0; i < SHORT_THREADS; i += 4) {
+        pthread_t th[4];
+        for (uintptr_t k = 0; k < 4; k++)
+            pthread_create(&th[k], NULL, short_lived, (void *)(i + k));
+        for (int k = 0; k < 4; k++)
+            pthread_join(th[k], NULL);
+    }
+    int want = SHORT_THREADS * SHORT_TIMERS;
+    for (int tries = 0; atomic_load(&short_delivered) < want && tries < 500; tries++) {
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    CHECKF(atomic_load(&short_failures) == 0, "%d timers not armed", atomic_load(&short_failures));
+    CHECKF(atomic_load(&short_delivered) == want, "%d of %d timers of exited threads delivered",
+           atomic_load(&short_delivered), want);
+    CHECK_RC(gs_runtime_stop(rt), GS_OK);
+    printf("stress_timers (%d threads exit with timers held): ok\n", SHORT_THREADS);
 }
 
 #define RUNTIMES 30
@@ -238,8 +346,11 @@ static void run_rebind_phase(void)
 int main(void)
 {
     stress_watchdog(300);
+    for (int i = 0; i < THREADS; i++)
+        pthread_mutex_init(&handoffs[i].lock, NULL);
     run_phase(0);
     run_phase(1);
+    run_short_threads_phase();
     run_rebind_phase();
     return 0;
 }

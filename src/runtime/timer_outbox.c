@@ -1,0 +1,163 @@
+/* timer_outbox.c - armed timers held by their arming thread for a while.
+ *
+ * Problem: every armed timer was pushed to the timer thread's inbox at
+ * once, and the timer thread, chasing the inbox, took it in at once. So
+ * each timer cost two cross-core trips: the inbox's shared head line,
+ * and the record itself, which the timer thread wrote (DRAINED) before
+ * the arming thread could cancel it. A timer cancelled right after it was
+ * armed (half of W7's, and the usual fate of a guard timeout) paid a
+ * third: its CAS pulled the record back, and the timer thread then freed
+ * it into its own cache, from where it came back cold. That was about
+ * half of the arming thread's time in W7's set-up, and most of the timer
+ * thread's.
+ *
+ * Design: an arming thread pushes a timer whose deadline is at least
+ * HOLD_AHEAD_NS away onto its own outbox (a Treiber stack whose top only
+ * its owner pushes to: a CAS on a line it owns) and sends the outbox on
+ * as one chain (one exchange on the inbox) when it holds OUTBOX_MAX, when
+ * a nearer timer is armed, or when the timer thread sleeps past what it
+ * holds. On the way it frees the records cancelled meanwhile into its own
+ * cache, where the next arming finds them warm: such timers never leave
+ * the thread. The timer thread takes an outbox whole (an exchange) when
+ * its earliest deadline comes within HOLD_AHEAD_NS of now (it looks every
+ * OUTBOX_SCAN_NS while awake), and before it sleeps, every outbox whose
+ * earliest deadline comes before its wake-up (plus HOLD_AHEAD_NS), so a
+ * held timer is in the wheel well before its tick, whoever goes quiet.
+ *   - Ordering: a flush sends what it holds oldest first, before the
+ *     timer that caused it, so one thread's timers still reach the wheel
+ *     in the order armed (tests rely on it: a near timer that fired means
+ *     every timer armed before it is in the wheel).
+ *   - Sleeping: the owner pushes (seq_cst), then reads `sleeping` and
+ *     `sleep_until_ns`; the timer thread stores them, then re-reads every
+ *     outbox (seq_cst): one of the two sees the other (Dekker, as for
+ *     the inbox in timers.c).
+ *   - Cancelling a held timer is the usual CAS (timers.c); whoever takes
+ *     the record out of the outbox afterwards frees it.
+ * Costs: a held timer may wait up to a sweep of the timer thread before
+ * the wheel has it, which only matters for its memory; the timer thread
+ * walks every outbox (workers', and outside threads' under the thread
+ * caches' lock) every OUTBOX_SCAN_NS while awake and before it sleeps.
+ */
+#include <stdlib.h>
+
+#include "futex.h"
+#include "timer_service.h"
+
+#define OUTBOX_MAX 32u /* records held before the outbox is sent on */
+
+static timer_rec *rec_of(mbox_node *n)
+{
+    return (timer_rec *)((char *)n - offsetof(timer_rec, inbox_link));
+}
+
+/* Frees a held record that was cancelled (its canceller is done with it:
+ * the acquire load of the state that showed CANCELLED ordered its reads
+ * before this reuse) into the owner's cache, keeping the generation so
+ * that stale handles keep failing. */
+static void free_cancelled(gs_runtime *rt, timer_arming *a, timer_rec *r, uint64_t w)
+{
+    if (atomic_load_explicit(&r->kind, memory_order_relaxed) == TK_SEND && !r->inline_data) {
+        free(r->u.m);
+        r->u.m = NULL;
+    }
+    atomic_store_explicit(&r->state, state_word(w >> ST_GEN_SHIFT, TS_FREE), memory_order_relaxed);
+    pool_free_cached(&rt->timers->recs, &a->cache, r->idx);
+}
+
+void outbox_flush(gs_runtime *rt, timer_arming *a)
+{
+    /* acquire: the records' fields, and a canceller's CAS, happen before. */
+    mbox_node *n = atomic_exchange_explicit(&a->outbox.top, NULL, memory_order_acquire);
+    a->outbox.count = 0;
+    mbox_node *first = NULL, *last = NULL;
+    uint32_t live = 0;
+    uint64_t min_deadline = UINT64_MAX;
+    while (n != NULL) { /* newest first: relink oldest first */
+        mbox_node *next = atomic_load_explicit(&n->next, memory_order_relaxed);
+        timer_rec *r = rec_of(n);
+        uint64_t w = atomic_load_explicit(&r->state, memory_order_acquire);
+        if ((w & 3) == TS_CANCELLED) {
+            free_cancelled(rt, a, r, w);
+        } else {
+            /* Still pending (a cancel after this look is met by the timer
+             * thread's take_in, which frees the record then). */
+            atomic_store_explicit(&n->next, first, memory_order_relaxed);
+            first = n;
+            if (last == NULL)
+                last = n;
+            live++;
+            if (r->deadline_ns < min_deadline)
+                min_deadline = r->deadline_ns;
+        }
+        n = next;
+    }
+    if (first != NULL)
+        timers_submit_chain(rt->timers, first, last, live, min_deadline);
+}
+
+void outbox_hold(gs_runtime *rt, timer_arming *a, timer_rec *r)
+{
+    timer_outbox *ob = &a->outbox;
+    uint64_t deadline = r->deadline_ns;
+    mbox_node *top = atomic_load_explicit(&ob->top, memory_order_relaxed);
+    for (;;) {
+        /* relaxed: only the owner writes min_deadline_ns, and the CAS
+         * below (release) publishes it with the record it covers. */
+        uint64_t min = atomic_load_explicit(&ob->min_deadline_ns, memory_order_relaxed);
+        atomic_store_explicit(&ob->min_deadline_ns, top == NULL || deadline < min ? deadline : min,
+                              memory_order_relaxed);
+        atomic_store_explicit(&r->inbox_link.next, top, memory_order_relaxed);
+        /* seq_cst: the owner's half of the sleep handshake (see above).
+         * It fails only if the timer thread took the outbox meanwhile. */
+        if (atomic_compare_exchange_weak_explicit(&ob->top, &top, &r->inbox_link, memory_order_seq_cst,
+                                                  memory_order_relaxed))
+            break;
+    }
+    ob->count = top == NULL ? 1 : ob->count + 1;
+    if (ob->count >= OUTBOX_MAX) {
+        outbox_flush(rt, a);
+        return;
+    }
+    timer_service *ts = rt->timers;
+    store_load_fence();
+    /* A sleeping timer thread takes the outboxes in when it wakes up, and
+     * it planned that for HOLD_AHEAD_NS before the earliest timer it saw
+     * held. A timer due before that wake-up goes on now (submit_chain
+     * wakes the thread). */
+    if (atomic_load_explicit(&ts->sleeping, memory_order_seq_cst) &&
+        deadline < atomic_load_explicit(&ts->sleep_until_ns, memory_order_seq_cst))
+        outbox_flush(rt, a);
+}
+
+uint64_t outbox_earliest(timer_outbox *ob)
+{
+    /* seq_cst: the timer thread's half of the sleep handshake; it also
+     * acquires the minimum that the owner stored before its push. */
+    if (atomic_load_explicit(&ob->top, memory_order_seq_cst) == NULL)
+        return UINT64_MAX;
+    return atomic_load_explicit(&ob->min_deadline_ns, memory_order_relaxed);
+}
+
+bool outbox_take(timer_outbox *ob, uint64_t horizon_ns, outbox_chain *into)
+{
+    if (outbox_earliest(ob) >= horizon_ns)
+        return false;
+    mbox_node *n = atomic_exchange_explicit(&ob->top, NULL, memory_order_acquire);
+    mbox_node *first = NULL, *last = NULL;
+    while (n != NULL) { /* newest first: relink oldest first */
+        mbox_node *next = atomic_load_explicit(&n->next, memory_order_relaxed);
+        atomic_store_explicit(&n->next, first, memory_order_relaxed);
+        first = n;
+        if (last == NULL)
+            last = n;
+        n = next;
+    }
+    if (first == NULL)
+        return false; /* its owner flushed it in between */
+    if (into->first == NULL)
+        into->first = first;
+    else
+        atomic_store_explicit(&into->last->next, first, memory_order_relaxed);
+    into->last = last;
+    return true;
+}
