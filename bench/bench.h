@@ -130,6 +130,7 @@ void w5_pingpong(bench *b);
 void w6_spawn(bench *b);
 #ifndef GS_BENCH_NO_TIMERS
 void w7_timers(bench *b);
+void w7b_timer_guard(bench *b);
 void w8_call_timeout(bench *b);
 #endif
 void w9_server_call(bench *b);
