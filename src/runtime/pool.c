@@ -13,6 +13,7 @@
 #include "pool.h"
 #include "alloc.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -74,7 +75,20 @@ static int pool_init_plain(pool *p, size_t rec_size, size_t link_offset, uint32_
  * are never reported (bench/README.md, "Measured elsewhere"). */
 #define CHUNK_MAP_MIN ((size_t)64 << 10)
 
-static unsigned char *chunk_alloc(size_t bytes)
+/* A pool that grows past its first chunk is being filled fast (W7 arms
+ * 500,000 live timers: 64 MiB), and taking its pages one fault at a time
+ * cost the filling thread a quarter of its time. So a mapped chunk other
+ * than the first is populated at once (MADV_POPULATE_WRITE, Linux 5.14;
+ * elsewhere, or if it fails, pages still come on first touch): one call
+ * instead of a fault per page, about 1 ms per 2 MiB chunk on these VMs,
+ * paid by the thread that needs the chunk. W7: +13% set-up rate. The
+ * first chunk is left to fill by faults: a runtime with a handful of
+ * timers or servers keeps its resident memory small. */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+static unsigned char *chunk_alloc(size_t bytes, bool populate)
 {
     if (bytes < CHUNK_MAP_MIN) {
         unsigned char *c = gs_aligned_alloc(64, (bytes + 63) & ~(size_t)63);
@@ -85,7 +99,11 @@ static unsigned char *chunk_alloc(size_t bytes)
     if (alloc_should_fail())
         return NULL;
     unsigned char *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return m == MAP_FAILED ? NULL : m;
+    if (m == MAP_FAILED)
+        return NULL;
+    if (populate)
+        (void)madvise(m, bytes, MADV_POPULATE_WRITE); /* best effort, see above */
+    return m;
 }
 
 static void chunk_free(unsigned char *c, size_t bytes)
@@ -142,7 +160,7 @@ static int ensure_chunk(pool *p, uint32_t idx)
     int rc = GS_OK;
     pthread_mutex_lock(&p->grow_lock);
     if (atomic_load_explicit(slot, memory_order_relaxed) == NULL) {
-        unsigned char *chunk = chunk_alloc(p->rec_size << p->chunk_shift);
+        unsigned char *chunk = chunk_alloc(p->rec_size << p->chunk_shift, (idx >> p->chunk_shift) > 0);
         if (chunk == NULL)
             rc = GS_ENOMEM;
         else
