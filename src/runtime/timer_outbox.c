@@ -33,10 +33,13 @@
  *     the inbox in timers.c).
  *   - Cancelling a held timer is the usual CAS (timers.c); whoever takes
  *     the record out of the outbox afterwards frees it.
- * Costs: a held timer may wait up to a sweep of the timer thread before
- * the wheel has it, which only matters for its memory; the timer thread
- * walks every outbox (workers', and outside threads' under the thread
- * caches' lock) every OUTBOX_SCAN_NS while awake and before it sleeps.
+ * Costs: a timer cancelled while held in the outbox of a thread that
+ * then stops arming keeps its record (OUTBOX_MAX - 1 per thread at most)
+ * until the outbox is sent on or taken, at the latest HOLD_AHEAD_NS
+ * before the earliest deadline held; such records are not counted in
+ * gs_runtime_stats.timers. The timer thread walks every outbox (workers',
+ * and outside threads' under the thread caches' lock) every
+ * OUTBOX_SCAN_NS while awake and before it sleeps.
  */
 #include <stdlib.h>
 
