@@ -8,7 +8,7 @@
 # Environment:
 #   BENCH_WORKLOADS  subset of the workloads (default: all, gsbench --list:
 #                    call_rtt cast_fanin cast_fanin_threads ring ring_multi
-#                    pingpong spawn timers call_timeout server_call)
+#                    pingpong spawn timers timer_guard call_timeout server_call)
 #   BENCH_TIMEOUT    seconds one workload may take (default 600)
 # A progress line goes to stderr as each workload starts and ends. Exits
 # 1 if any workload failed its check, crashed or timed out (after running

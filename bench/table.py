@@ -21,7 +21,7 @@ import math
 import sys
 
 ORDER = ["call_rtt", "cast_fanin", "cast_fanin_threads", "ring", "ring_multi",
-         "pingpong", "spawn", "timers", "call_timeout", "server_call"]
+         "pingpong", "spawn", "timers", "timer_guard", "call_timeout", "server_call"]
 OURS = "genserver"
 
 
@@ -51,7 +51,8 @@ def figure(r):
 def unit(w):
     return {"call_rtt": "calls/s", "ring": "hops/s", "ring_multi": "hops/s",
             "pingpong": "msgs/s", "spawn": "spawns/s", "timers": "timers/s",
-            "call_timeout": "calls/s", "server_call": "calls/s"}.get(w, "msgs/s")
+            "call_timeout": "calls/s", "server_call": "calls/s",
+            "timer_guard": "arm+cancel/s"}.get(w, "msgs/s")
 
 
 def cell(r, runs, failed=()):
@@ -71,6 +72,9 @@ def cell(r, runs, failed=()):
         parts.append(f"hot round trip {dur(r['call_rtt_ns'])} (casts {dur(r['cast_rtt_ns'])}); "
                      f"cast round trips {si(r['cast_rtt_per_sec'])}/s, suspension cost "
                      f"{r['suspension_cost']:.2f}x")
+    if w == "timer_guard" and "process_cpu_ns_per_op" in r:
+        parts.append(f"CPU per arm+cancel: arming thread {dur(r['arming_cpu_ns_per_op'])}, "
+                     f"whole process {dur(r['process_cpu_ns_per_op'])}")
     if w == "call_timeout" and "callers_are" in r:
         parts.append(f"callers: {r['callers_are']}")
     if "bytes_per_server" in r:
