@@ -9,12 +9,13 @@
  * 64^L ticks. A timer goes to the level of the highest 6-bit digit in
  * which its deadline differs from `now` (deadline XOR now), into the slot
  * given by the deadline's digit at that level; except that level 0 also
- * takes the next block of 64 ticks and level 1 the next block of 4,096
- * (each block's parity picks its parts), see "moving the next blocks'
- * timers down" below.
+ * takes the next block of 64 ticks, level 1 the next block of 4,096 and
+ * level 2 the next block of 262,144 (each block's parity picks its
+ * parts), see "moving the next blocks' timers down" below.
  * Consequences:
- *   - at level L > 0 the deadline's digit is above now's digit, so the
- *     search for the next slot never wraps around;
+ *   - at level L > 2 the deadline's digit is above now's digit, so the
+ *     search for the next slot never wraps around (levels 0-2 search
+ *     now's block from now's digit on, then the next block's half);
  *   - a level-0 part and a level-1 part hold timers of exactly one tick.
  * When the clock reaches an occupied slot at level L > 0 its timers are
  * re-inserted relative to the new now (cascading): each lands in a lower
@@ -45,16 +46,20 @@
 #include <sys/mman.h>
 
 #define BLOCK1_BITS (2 * WHEEL_LEVEL_BITS) /* level 1 spans 4,096 ticks */
+#define BLOCK2_BITS (3 * WHEEL_LEVEL_BITS) /* level 2 spans 262,144 ticks */
+#define TWO_BLOCK_LEVELS 3u                /* levels 0-2 hold now's block and the next */
 
-/* deadline >= now. Level 0 takes now's block of 64 ticks and the next,
- * level 1 now's block of 4,096 ticks and the next. */
+/* deadline >= now. Levels 0, 1 and 2 take now's block (of 64, 4,096 and
+ * 262,144 ticks) and the next. */
 static inline unsigned level_for(uint64_t now, uint64_t deadline)
 {
     if ((deadline >> WHEEL_LEVEL_BITS) <= (now >> WHEEL_LEVEL_BITS) + 1)
         return 0;
     if ((deadline >> BLOCK1_BITS) <= (now >> BLOCK1_BITS) + 1)
         return 1;
-    unsigned significant = 63u - (unsigned)__builtin_clzll(now ^ deadline); /* a bit >= 12 differs */
+    if ((deadline >> BLOCK2_BITS) <= (now >> BLOCK2_BITS) + 1)
+        return 2;
+    unsigned significant = 63u - (unsigned)__builtin_clzll(now ^ deadline); /* a bit >= 18 differs */
     return significant / WHEEL_LEVEL_BITS;
 }
 
@@ -64,18 +69,19 @@ static inline unsigned slot_for(uint64_t deadline, unsigned level)
 }
 
 /* The part of a slot: the top bits of the next lower digit; at level 0
- * the parity of the deadline's 64-tick block, at level 1 the tick plus
- * 64 times the parity of its 4,096-tick block. */
+ * the parity of the deadline's 64-tick block; at levels 1 and 2 that
+ * digit plus 64 times the parity of its block (4,096 or 262,144 ticks). */
 static inline unsigned part_for(uint64_t deadline, unsigned level)
 {
     if (level == 0)
         return (unsigned)(deadline >> WHEEL_LEVEL_BITS) & 1;
-    if (level == 1)
-        return ((unsigned)deadline & (WHEEL_SUBS - 1)) | ((unsigned)(deadline >> BLOCK1_BITS) & 1) << WHEEL_SUB_BITS;
-    return (unsigned)(deadline >> (level * WHEEL_LEVEL_BITS - WHEEL_SUB_BITS)) & (WHEEL_SUBS - 1);
+    unsigned sub = (unsigned)(deadline >> (level * WHEEL_LEVEL_BITS - WHEEL_SUB_BITS)) & (WHEEL_SUBS - 1);
+    if (level < TWO_BLOCK_LEVELS)
+        sub |= ((unsigned)(deadline >> ((level + 1) * WHEEL_LEVEL_BITS)) & 1) << WHEEL_SUB_BITS;
+    return sub;
 }
 
-/* The block parity a part of level 0 or 1 belongs to. */
+/* The block parity a part of a level below TWO_BLOCK_LEVELS belongs to. */
 static inline unsigned parity_of(unsigned level, unsigned part)
 {
     return level == 0 ? part : part >> WHEEL_SUB_BITS;
@@ -124,16 +130,17 @@ static void link_timer(wheel *w, wheel_timer *t)
     head->prev = t;
     w->parts[level][slot][part >> 6] |= UINT64_C(1) << (part & 63);
     w->occupied[level] |= UINT64_C(1) << slot;
-    if (level <= 1)
+    if (level < TWO_BLOCK_LEVELS)
         w->occupied_by_parity[level][parity_of(level, part)] |= UINT64_C(1) << slot;
 }
 
-/* Whether slot `slot` of level 0 or 1 holds parts of block parity `par`. */
+/* Whether slot `slot` of a level below TWO_BLOCK_LEVELS holds parts of
+ * block parity `par`. */
 static bool slot_has_parity(const wheel *w, unsigned level, unsigned slot, unsigned par)
 {
     if (level == 0)
         return (w->parts[0][slot][0] >> par) & 1;
-    return w->parts[1][slot][par] != 0;
+    return w->parts[level][slot][par] != 0;
 }
 
 /* Marks the list of (level, slot, part) empty. */
@@ -142,7 +149,7 @@ static void mark_empty(wheel *w, unsigned level, unsigned slot, unsigned part)
     w->parts[level][slot][part >> 6] &= ~(UINT64_C(1) << (part & 63));
     if (w->parts[level][slot][0] == 0 && w->parts[level][slot][1] == 0)
         w->occupied[level] &= ~(UINT64_C(1) << slot);
-    if (level <= 1) {
+    if (level < TWO_BLOCK_LEVELS) {
         unsigned par = parity_of(level, part);
         if (!slot_has_parity(w, level, slot, par))
             w->occupied_by_parity[level][par] &= ~(UINT64_C(1) << slot);
@@ -177,8 +184,8 @@ typedef struct place {
     uint64_t tick; /* when the list comes due (fires or cascades) */
 } place;
 
-/* Level 0's or level 1's first occupied list: in now's block at or after
- * now, else in the next block. */
+/* The first occupied list of a level below TWO_BLOCK_LEVELS: in now's
+ * block at or after now, else in the next block. */
 static bool two_block_next(const wheel *w, unsigned l, place *out)
 {
     unsigned shift = l * WHEEL_LEVEL_BITS; /* of the slot digit */
@@ -196,15 +203,16 @@ static bool two_block_next(const wheel *w, unsigned l, place *out)
             return false;
     }
     unsigned slot = (unsigned)__builtin_ctzll(here);
-    unsigned part = par, tick_in_slot = 0;
-    if (l == 1) {
-        unsigned sub = (unsigned)__builtin_ctzll(w->parts[1][slot][par]);
+    unsigned part = par;
+    uint64_t tick_in_slot = 0;
+    if (l > 0) {
+        unsigned sub = (unsigned)__builtin_ctzll(w->parts[l][slot][par]);
         part = sub | par << WHEEL_SUB_BITS;
-        tick_in_slot = sub;
+        tick_in_slot = (uint64_t)sub << (shift - WHEEL_SUB_BITS);
     }
     uint64_t tick = block + ((uint64_t)slot << shift) + tick_in_slot;
     if (tick < w->now)
-        tick = w->now; /* cannot happen: due lists fire before now passes them */
+        tick = w->now; /* a part of now's own slot above level 0, due already */
     *out = (place){l, slot, part, tick};
     return true;
 }
@@ -212,7 +220,7 @@ static bool two_block_next(const wheel *w, unsigned l, place *out)
 /* The first occupied list of one level at or after now, and its tick. */
 static bool level_next(const wheel *w, unsigned l, place *out)
 {
-    if (l <= 1)
+    if (l < TWO_BLOCK_LEVELS)
         return two_block_next(w, l, out);
     if (w->occupied[l] == 0)
         return false;
@@ -238,50 +246,64 @@ static bool level_next(const wheel *w, unsigned l, place *out)
  * due at its start; cascading it then held everything due meanwhile up:
  * 4-5 ms for a level-2 part and 23 ms for a level-3 part in W7 in a
  * runtime old enough for its deadlines to cross a 4,096- or
- * 262,144-tick boundary (gsbench timers age_ms=...). So levels 0 and 1
- * also take the block after now's (64 and 4,096 ticks), and the timers
- * of higher levels due in those blocks are moved down while the clock is
- * still in the block before: PRECASCADE_STEP timers per advance, between
- * firings, with wheel_next_tick asking for an advance at once until none
- * is left. Sources, in the order taken: the level-2 slot of the next
- * 4,096-tick block, the level-3 part of that block, and the level-2 part
- * of the next 64-tick block (empty unless the first ones were not done
- * in time). Parts of levels 4 and up still cascade when due (timers armed
- * over 4.4 minutes ahead, every 4.4 minutes or more). */
+ * 262,144-tick boundary (gsbench timers age_ms=...). So levels 0, 1 and 2
+ * also take the block after now's (64, 4,096 and 262,144 ticks), and the
+ * timers of higher levels due in those blocks are moved down while the
+ * clock is still in the block before: PRECASCADE_STEP timers per advance,
+ * between firings, with wheel_next_tick asking for an advance at once
+ * until none is left. Sources, in the order taken: the level-3 slot and
+ * the level-4 part of the next 262,144-tick block (into level 2), the
+ * level-2 slot of the next 4,096-tick block (into level 1), and the
+ * level-2 part of the next 64-tick block (into level 0; empty unless the
+ * others were not done in time). Parts of levels 5 and up still cascade
+ * when due: timers armed over 4.6 hours ahead, at 16.7 M-tick boundaries
+ * (every 4.6 hours) or rarer. */
 
 #define PRECASCADE_STEP 256u
 
-/* A list holding timers that may move down now, or NULL. Every timer of
- * such a list is due in the block it is taken for (the slot and part are
- * that block's digits, and a timer at level L agrees with now above digit
- * L); the first one is checked all the same, so that a broken invariant
- * shows as a late cascade, not as a thread told forever that there is
- * work now. */
+/* The head of (level, slot, part) if it holds a timer due in the block
+ * of `block_bits` bits that starts at `block`, else NULL. Every timer of
+ * such a list is due in that block (the slot and part are its digits, and
+ * a timer at a level agrees with now above that level's digit); the first
+ * one is checked all the same, so that a broken invariant shows as a
+ * late cascade, not as a thread told forever that there is work now. */
+static wheel_timer *due_in_block(const wheel *w, unsigned level, unsigned slot, unsigned part, uint64_t block,
+                                 unsigned block_bits)
+{
+    if (!part_set(w, level, slot, part))
+        return NULL;
+    wheel_timer *head = (wheel_timer *)&w->heads[level][slot][part];
+    return (head->next->deadline >> block_bits) == (block >> block_bits) ? head : NULL;
+}
+
+/* The first non-empty part of (level, slot) among those of block parity
+ * `par` (levels 1 and 2: the parts of one block), or of any (others). */
+static bool first_part(const wheel *w, unsigned level, unsigned slot, unsigned par, unsigned *part)
+{
+    uint64_t bits = level < TWO_BLOCK_LEVELS ? w->parts[level][slot][par] : w->parts[level][slot][0];
+    if (bits == 0)
+        return false;
+    *part = (unsigned)__builtin_ctzll(bits) | (level < TWO_BLOCK_LEVELS ? par << WHEEL_SUB_BITS : 0);
+    return true;
+}
+
+/* A list holding timers that may move down now, or NULL. */
 static wheel_timer *precascade_source(const wheel *w)
 {
+    wheel_timer *head;
+    unsigned part;
+    uint64_t next2 = ((w->now >> BLOCK2_BITS) + 1) << BLOCK2_BITS; /* next 262,144-tick block */
+    unsigned s3 = slot_for(next2, 3);
+    if (first_part(w, 3, s3, 0, &part) && (head = due_in_block(w, 3, s3, part, next2, BLOCK2_BITS)) != NULL)
+        return head;
+    if ((head = due_in_block(w, 4, slot_for(next2, 4), part_for(next2, 4), next2, BLOCK2_BITS)) != NULL)
+        return head;
     uint64_t next1 = ((w->now >> BLOCK1_BITS) + 1) << BLOCK1_BITS; /* next 4,096-tick block */
-    unsigned s2 = slot_for(next1, 2);
-    if (w->parts[2][s2][0] != 0) {
-        unsigned p = (unsigned)__builtin_ctzll(w->parts[2][s2][0]);
-        wheel_timer *head = (wheel_timer *)&w->heads[2][s2][p];
-        if ((head->next->deadline >> BLOCK1_BITS) == (next1 >> BLOCK1_BITS))
-            return head;
-    }
-    unsigned s3 = slot_for(next1, 3), p3 = part_for(next1, 3);
-    if (part_set(w, 3, s3, p3)) {
-        wheel_timer *head = (wheel_timer *)&w->heads[3][s3][p3];
-        if ((head->next->deadline >> BLOCK1_BITS) == (next1 >> BLOCK1_BITS))
-            return head;
-    }
+    unsigned s2 = slot_for(next1, 2), par1 = (unsigned)(next1 >> BLOCK2_BITS) & 1;
+    if (first_part(w, 2, s2, par1, &part) && (head = due_in_block(w, 2, s2, part, next1, BLOCK1_BITS)) != NULL)
+        return head;
     uint64_t next0 = (w->now | (WHEEL_SLOTS - 1)) + 1; /* next 64-tick block */
-    unsigned p2 = part_for(next0, 2);
-    s2 = slot_for(next0, 2);
-    if (part_set(w, 2, s2, p2)) {
-        wheel_timer *head = (wheel_timer *)&w->heads[2][s2][p2];
-        if ((head->next->deadline >> WHEEL_LEVEL_BITS) == (next0 >> WHEEL_LEVEL_BITS))
-            return head;
-    }
-    return NULL;
+    return due_in_block(w, 2, slot_for(next0, 2), part_for(next0, 2), next0, WHEEL_LEVEL_BITS);
 }
 
 static void precascade(wheel *w)
@@ -292,7 +314,7 @@ static void precascade(wheel *w)
             return;
         wheel_timer *t = head->next;
         unlink_timer(w, t);
-        link_timer(w, t); /* level 0 or 1, the next block's half */
+        link_timer(w, t); /* a level below, the next block's half */
     }
 }
 

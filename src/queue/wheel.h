@@ -16,7 +16,7 @@
 #define WHEEL_LEVELS 11                      /* 66 bits: every uint64_t deadline has a level */
 #define WHEEL_SUB_BITS 6
 #define WHEEL_SUBS (1u << WHEEL_SUB_BITS) /* parts of a slot above level 1, cascaded one at a time */
-#define WHEEL_PARTS (2 * WHEEL_SUBS)      /* level 1: its parts in now's 4,096-tick block and the next */
+#define WHEEL_PARTS (2 * WHEEL_SUBS)      /* levels 1-2: their parts in now's block and the next */
 
 typedef struct wheel_timer {
     struct wheel_timer *prev, *next; /* in a slot part's list (circular, through its head) */
@@ -27,11 +27,11 @@ typedef struct wheel_timer {
 typedef struct wheel {
     uint64_t now;                              /* current tick: everything <= now has fired */
     uint64_t occupied[WHEEL_LEVELS];           /* bit s set: slot s of the level is non-empty */
-    /* levels 0 and 1 by the parity of their block (now's or the next):
+    /* levels 0 to 2 by the parity of their block (now's or the next):
      * bit s set: slot s holds timers of that block */
-    uint64_t occupied_by_parity[2][2];
+    uint64_t occupied_by_parity[3][2];
     uint64_t parts[WHEEL_LEVELS][WHEEL_SLOTS][2]; /* bit p of word p / 64 set: part p is non-empty */
-    /* list sentinels (level 0: parts 0-1; level 1: 0-127; others: 0-63);
+    /* list sentinels (level 0: parts 0-1; levels 1-2: 0-127; others: 0-63);
      * all zero (NULL links) until first used, which means empty */
     wheel_timer heads[WHEEL_LEVELS][WHEEL_SLOTS][WHEEL_PARTS];
     uint64_t count;

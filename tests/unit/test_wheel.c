@@ -184,6 +184,11 @@ Test(wheel, next_tick_empty_and_far, .timeout = 10)
  * work now), and checks that they all left level `level` slot `slot`
  * before `from`, in at least N / 256 advances, and that each then fires
  * exactly at its tick. */
+static bool slot_occupied(const wheel *w, unsigned level, unsigned slot)
+{
+    return (w->parts[level][slot][0] | w->parts[level][slot][1]) != 0;
+}
+
 static void check_moved_down_ahead(uint64_t from, uint64_t span, uint64_t before, unsigned level, unsigned slot)
 {
     enum { N = 20000 };
@@ -194,15 +199,15 @@ static void check_moved_down_ahead(uint64_t from, uint64_t span, uint64_t before
         timers[i] = (test_timer){.id = i, .pending = true, .deadline = from + (rnd() % span)};
         wheel_insert(w, &timers[i].wt, timers[i].deadline);
     }
-    cr_assert(w->parts[level][slot][0] != 0, "armed at 0, the timers wait at level %u slot %u", level, slot);
+    cr_assert(slot_occupied(w, level, slot), "armed at 0, the timers wait at level %u slot %u", level, slot);
     fire_log log = {0};
     cr_assert_eq(wheel_advance(w, before - 1, log_fire, &log), 0);
-    cr_assert(w->parts[level][slot][0] != 0, "two blocks ahead: not moved yet");
+    cr_assert(slot_occupied(w, level, slot), "two blocks ahead: not moved yet");
     unsigned advances = 0;
     for (;;) {
         cr_assert_eq(wheel_advance(w, before, log_fire, &log), 0);
         advances++;
-        if (w->parts[level][slot][0] == 0)
+        if (!slot_occupied(w, level, slot))
             break;
         cr_assert_eq(wheel_next_tick(w), w->now, "timers to move down are work now");
     }
@@ -227,9 +232,25 @@ Test(wheel, level2_slot_moves_down_in_the_block_before, .timeout = 60)
     check_moved_down_ahead(8192, 4096, 4096, 2, 2);
 }
 
-Test(wheel, level3_part_moves_down_in_the_block_before, .timeout = 60)
+Test(wheel, next_262144_block_moves_down_in_the_block_before, .timeout = 60)
 {
-    /* Due in the first 4,096 ticks after 262,144 (level 3, slot 1, part
-     * 0): moved to level 1 while the clock is in the block before. */
-    check_moved_down_ahead(262144, 4096, 262144 - 4096, 3, 1);
+    /* Due in the first 4,096 ticks after 262,144: level 2 holds them in
+     * its next-block half (slot 0, parity 1); moved to level 1 while the
+     * clock is in the 4,096-tick block before. */
+    check_moved_down_ahead(262144, 4096, 262144 - 4096, 2, 0);
+}
+
+Test(wheel, level3_slot_moves_down_in_the_block_before, .timeout = 60)
+{
+    /* Due in the 262,144-tick block at 524,288 (level 3, slot 2): moved to
+     * level 2 while the clock is in the 262,144-tick block before. */
+    check_moved_down_ahead(524288, 4096, 262144, 3, 2);
+}
+
+Test(wheel, level4_part_moves_down_in_the_block_before, .timeout = 60)
+{
+    /* Due in the first 4,096 ticks after 2^24 (level 4, slot 1, part 0):
+     * moved to level 2 while the clock is in the 262,144-tick block
+     * before. */
+    check_moved_down_ahead(UINT64_C(1) << 24, 4096, (UINT64_C(1) << 24) - 262144, 4, 1);
 }
