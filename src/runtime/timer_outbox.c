@@ -43,31 +43,10 @@
  * and outside threads' under the thread caches' lock) every
  * OUTBOX_SCAN_NS while awake and before it sleeps.
  */
-#include <stdlib.h>
-
 #include "futex.h"
 #include "timer_service.h"
 
 #define OUTBOX_MAX 32u /* records held before the outbox is sent on */
-
-static timer_rec *rec_of(mbox_node *n)
-{
-    return (timer_rec *)((char *)n - offsetof(timer_rec, inbox_link));
-}
-
-/* Frees a held record that was cancelled (its canceller is done with it:
- * the acquire load of the state that showed CANCELLED ordered its reads
- * before this reuse) into the owner's cache, keeping the generation so
- * that stale handles keep failing. */
-static void free_cancelled(gs_runtime *rt, timer_arming *a, timer_rec *r, uint64_t w)
-{
-    if (atomic_load_explicit(&r->kind, memory_order_relaxed) == TK_SEND && !r->inline_data) {
-        free(r->u.m);
-        r->u.m = NULL;
-    }
-    atomic_store_explicit(&r->state, state_word(w >> ST_GEN_SHIFT, TS_FREE), memory_order_relaxed);
-    pool_free_cached(&rt->timers->recs, &a->cache, r->idx);
-}
 
 void outbox_flush(gs_runtime *rt, timer_arming *a)
 {
@@ -79,10 +58,12 @@ void outbox_flush(gs_runtime *rt, timer_arming *a)
     uint64_t min_deadline = UINT64_MAX;
     while (n != NULL) { /* newest first: relink oldest first */
         mbox_node *next = atomic_load_explicit(&n->next, memory_order_relaxed);
-        timer_rec *r = rec_of(n);
+        timer_rec *r = rec_from_inbox(n);
         uint64_t w = atomic_load_explicit(&r->state, memory_order_acquire);
         if ((w & 3) == TS_CANCELLED) {
-            free_cancelled(rt, a, r, w);
+            /* Its canceller is done with it (the acquire load above
+             * ordered its reads before this reuse): into our cache. */
+            rec_recycle(rt->timers, r, &a->cache);
         } else {
             /* Still pending (a cancel after this look is met by the timer
              * thread's take_in, which frees the record then). */

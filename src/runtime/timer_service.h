@@ -5,6 +5,8 @@
 #ifndef GS_RUNTIME_TIMER_SERVICE_H
 #define GS_RUNTIME_TIMER_SERVICE_H
 
+#include <stdlib.h>
+
 #include "internal.h"
 
 #define TIMER_CHUNK_SHIFT 14 /* 16,384 records: 2 MiB */
@@ -102,6 +104,26 @@ typedef struct timer_service {
 static inline uint64_t state_word(uint64_t gen, unsigned st)
 {
     return gen << ST_GEN_SHIFT | st;
+}
+
+static inline timer_rec *rec_from_inbox(mbox_node *n)
+{
+    return (timer_rec *)((char *)n - offsetof(timer_rec, inbox_link));
+}
+
+/* Gives a record nobody else uses any more back through cache c (its
+ * freeing thread's), with the message it held outside if any. The state
+ * keeps its generation: stale handles keep failing until reuse bumps it.
+ * relaxed: the record reaches its next user through the pool. */
+static inline void rec_recycle(timer_service *ts, timer_rec *r, pool_cache *c)
+{
+    if (atomic_load_explicit(&r->kind, memory_order_relaxed) == TK_SEND && !r->inline_data) {
+        free(r->u.m);
+        r->u.m = NULL;
+    }
+    uint64_t w = atomic_load_explicit(&r->state, memory_order_relaxed);
+    atomic_store_explicit(&r->state, state_word(w >> ST_GEN_SHIFT, TS_FREE), memory_order_relaxed);
+    pool_free_cached(&ts->recs, c, r->idx);
 }
 
 /* The tick holding ns (0 for anything before the service started). */

@@ -49,27 +49,14 @@ static timer_rec *rec_from_wheel(wheel_timer *wt)
     return (timer_rec *)((char *)wt - offsetof(timer_rec, wt));
 }
 
-static timer_rec *rec_from_inbox(mbox_node *n)
-{
-    return (timer_rec *)((char *)n - offsetof(timer_rec, inbox_link));
-}
-
 /* ---- records ----------------------------------------------------------- */
 
 static void rec_free(timer_service *ts, timer_rec *r)
 {
-    if (atomic_load_explicit(&r->kind, memory_order_relaxed) == TK_SEND && !r->inline_data) {
-        free(r->u.m);
-        r->u.m = NULL;
-    }
-    /* Keep the generation: stale handles keep failing until reuse bumps
-     * it. relaxed: the record reaches its next user through the pool. */
-    uint64_t w = atomic_load_explicit(&r->state, memory_order_relaxed);
-    if (w & ST_DRAINED) /* only this thread writes `held`: no read-modify-write */
+    if (atomic_load_explicit(&r->state, memory_order_relaxed) & ST_DRAINED) /* only this thread writes `held` */
         atomic_store_explicit(&ts->held, atomic_load_explicit(&ts->held, memory_order_relaxed) - 1,
                               memory_order_relaxed);
-    atomic_store_explicit(&r->state, state_word(w >> ST_GEN_SHIFT, TS_FREE), memory_order_relaxed);
-    pool_free_cached(&ts->recs, &ts->free_cache, r->idx);
+    rec_recycle(ts, r, &ts->free_cache);
 }
 
 /* The head of the list of timers aimed at slot idx; NULL if its chunk

@@ -144,10 +144,14 @@ static void rec_make_pending(gs_runtime *rt, timer_rec *r, uint64_t gen, gs_time
         *out = handle_make(rt, (uint32_t)gen, r->idx);
 }
 
-/* Publishes r and pushes it to the timer thread at once. */
-static void rec_publish(gs_runtime *rt, timer_rec *r, uint64_t gen, uint64_t wake_ns, gs_timer *out)
+/* Publishes r and pushes it to the timer thread at once, behind what the
+ * arming thread's outbox holds (armed first, it goes first). */
+static void rec_publish(gs_runtime *rt, timer_arming *a, timer_rec *r, uint64_t gen, uint64_t wake_ns,
+                        gs_timer *out)
 {
     rec_make_pending(rt, r, gen, out);
+    if (a != NULL && atomic_load_explicit(&a->outbox.top, memory_order_relaxed) != NULL)
+        outbox_flush(rt, a);
     submit(rt->timers, r, wake_ns);
 }
 
@@ -188,17 +192,12 @@ static int arm_send(gs_runtime *rt, proc *p, gs_pid pid, uint8_t msg_kind, uint3
      * dead when the timer thread takes the record in. */
     if (!atomic_load_explicit(&p->has_timers, memory_order_relaxed))
         atomic_store_explicit(&p->has_timers, true, memory_order_seq_cst);
-    rec_make_pending(rt, r, gen, out);
-    if (a != NULL) {
-        if (hold) {
-            outbox_hold(rt, a, r);
-            return GS_OK;
-        }
-        /* What the outbox holds was armed first: it goes first. */
-        if (atomic_load_explicit(&a->outbox.top, memory_order_relaxed) != NULL)
-            outbox_flush(rt, a);
+    if (hold && a != NULL) {
+        rec_make_pending(rt, r, gen, out);
+        outbox_hold(rt, a, r);
+    } else {
+        rec_publish(rt, a, r, gen, deadline_ns, out);
     }
-    submit(rt->timers, r, deadline_ns);
     return GS_OK;
 }
 
@@ -270,9 +269,7 @@ int timers_arm_fn(gs_runtime *rt, uint64_t deadline_ns, void (*fn)(gs_runtime *,
     r->u.call.fn = fn;
     r->u.call.a = a;
     r->u.call.b = b;
-    if (side != NULL && atomic_load_explicit(&side->outbox.top, memory_order_relaxed) != NULL)
-        outbox_flush(rt, side); /* armed first, goes first */
-    rec_publish(rt, r, gen, deadline_ns, out);
+    rec_publish(rt, side, r, gen, deadline_ns, out);
     return GS_OK;
 }
 
@@ -355,7 +352,10 @@ void timers_purge(gs_runtime *rt, proc *p)
     uint64_t gen;
     if (rec_new(rt, arming_side(rt), TK_PURGE, p->pid, 0, &r, &gen) != GS_OK)
         return; /* its timers are freed when they come due instead */
-    rec_publish(rt, r, gen, 0, NULL); /* 0: wake the thread now, memory is waiting */
+    /* Not behind the outbox (NULL): timers it holds for the dead server
+     * are found dead when taken in. 0: wake the thread now, memory is
+     * waiting. */
+    rec_publish(rt, NULL, r, gen, 0, NULL);
 }
 
 /* ---- the service's life ------------------------------------------------ */
