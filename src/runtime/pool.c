@@ -12,11 +12,11 @@
  * and each record is touched only when it is used. */
 #include "pool.h"
 #include "alloc.h"
+#include "chunk_map.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "genserver.h"
 
@@ -64,29 +64,17 @@ static int pool_init_plain(pool *p, size_t rec_size, size_t link_offset, uint32_
 }
 
 /* Chunk memory. Big chunks are mapped, not allocated: the kernel hands
- * out zeroed pages as they are first touched, so a chunk costs no memset
- * and no memory for records never used.
+ * out zeroed pages, so a chunk costs no memset, and none of the memory of
+ * records never used unless it is populated (chunk_map.c).
  *
- * In small pages, not transparent huge ones: on a VM whose balloon driver
- * reports free memory to the host (free page reporting, in 2 MiB blocks),
- * a huge page is a block the host took back, and faulting it in costs the
- * host 512 faults of its own: 64 MiB took 66-183 ms in huge pages against
- * 25-43 ms in 4 KiB pages, which come from the low-order free lists that
- * are never reported (bench/README.md, "Measured elsewhere"). */
-#define CHUNK_MAP_MIN ((size_t)64 << 10)
-
-/* A pool that grows past its first chunk is being filled fast (W7 arms
+ * A pool that grows past its first chunk is being filled fast (W7 arms
  * 500,000 live timers: 64 MiB), and taking its pages one fault at a time
  * cost the filling thread a quarter of its time. So a mapped chunk other
- * than the first is populated at once (MADV_POPULATE_WRITE, Linux 5.14;
- * elsewhere, or if it fails, pages still come on first touch): one call
- * instead of a fault per page, about 1 ms per 2 MiB chunk on these VMs,
- * paid by the thread that needs the chunk. W7: +13% set-up rate. The
+ * than the first is populated at once, paid by the thread that needs the
+ * chunk, in the page size measured to be cheaper here (chunk_map.h). The
  * first chunk is left to fill by faults: a runtime with a handful of
  * timers or servers keeps its resident memory small. */
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
+#define CHUNK_MAP_MIN ((size_t)64 << 10)
 
 static unsigned char *chunk_alloc(size_t bytes, bool populate)
 {
@@ -96,14 +84,7 @@ static unsigned char *chunk_alloc(size_t bytes, bool populate)
             memset(c, 0, bytes); /* all-zero is every record's initial state */
         return c;
     }
-    if (alloc_should_fail())
-        return NULL;
-    unsigned char *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED)
-        return NULL;
-    if (populate)
-        (void)madvise(m, bytes, MADV_POPULATE_WRITE); /* best effort, see above */
-    return m;
+    return chunk_map(bytes, populate);
 }
 
 static void chunk_free(unsigned char *c, size_t bytes)
@@ -113,7 +94,7 @@ static void chunk_free(unsigned char *c, size_t bytes)
     if (bytes < CHUNK_MAP_MIN)
         free(c);
     else
-        munmap(c, bytes);
+        chunk_unmap(c, bytes);
 }
 
 void pool_destroy(pool *p)

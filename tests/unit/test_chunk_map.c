@@ -1,0 +1,108 @@
+/* test_chunk_map.c - unit tests of the pool chunks' memory
+ * (src/runtime/chunk_map.c): the page-size policy, driven with made-up
+ * measurements (the cheaper wins, small pages when tied or unmeasured),
+ * and real chunks: both backings probed once before the first populated
+ * chunk, chunks zeroed, writable, measured, huge-page aligned when huge,
+ * and given back; an injected allocation failure gives NULL. */
+#include <criterion/criterion.h>
+
+#include <stdint.h>
+#include <string.h>
+
+#include "runtime/alloc.h"
+#include "runtime/chunk_map.h"
+
+static chunk_costs costs(uint64_t n_small, uint64_t ns_small, uint64_t n_huge, uint64_t ns_huge)
+{
+    chunk_costs c = {{n_small, n_huge}, {ns_small, ns_huge}};
+    return c;
+}
+
+Test(chunk_map, the_cheaper_backing_wins_small_when_tied_or_unmeasured, .timeout = 10)
+{
+    chunk_costs c = costs(0, 0, 0, 0);
+    cr_assert_eq(chunk_choose(&c), BACKING_SMALL, "nothing measured");
+    c = costs(0, 0, 2, 100);
+    cr_assert_eq(chunk_choose(&c), BACKING_SMALL, "small pages not measured");
+    c = costs(2, 4000000, 2, 300000);
+    cr_assert_eq(chunk_choose(&c), BACKING_HUGE);
+    c = costs(2, 1000000, 2, 3000000);
+    cr_assert_eq(chunk_choose(&c), BACKING_SMALL);
+    c = costs(5, 700, 5, 700);
+    cr_assert_eq(chunk_choose(&c), BACKING_SMALL, "a tie");
+}
+
+static bool all_zero(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != 0)
+            return false;
+    return true;
+}
+
+Test(chunk_map, populated_chunks_are_zeroed_writable_and_measured, .timeout = 60)
+{
+    chunk_costs before, after;
+    chunk_costs_read(&before);
+    cr_assert_eq(before.chunks[0] + before.chunks[1], 0, "a fresh process has measured nothing");
+    enum { N = 3 };
+    unsigned char *c[N];
+    for (int i = 0; i < N; i++) {
+        c[i] = chunk_map(2 * CHUNK_HUGE_BYTES, true);
+        cr_assert_not_null(c[i]);
+        cr_assert(all_zero(c[i], 2 * CHUNK_HUGE_BYTES), "chunk %d is zeroed", i);
+        memset(c[i], 0xA5, 2 * CHUNK_HUGE_BYTES);
+    }
+    chunk_costs_read(&after);
+    /* The probe measured both backings once before the first chunk... */
+    cr_assert_geq(after.chunks[BACKING_SMALL], CHUNK_PROBES);
+    cr_assert_geq(after.chunks[BACKING_HUGE], CHUNK_PROBES);
+    cr_assert_gt(after.avg_ns[BACKING_SMALL], 0);
+    cr_assert_gt(after.avg_ns[BACKING_HUGE], 0);
+    /* ...and every chunk is measured as well. */
+    cr_assert_eq(after.chunks[0] + after.chunks[1], 2 * CHUNK_PROBES + N);
+    /* Later chunks: the backing the policy picks is the one measured, and
+     * a huge chunk starts on a huge-page boundary. */
+    for (int i = 0; i < 4; i++) {
+        chunk_backing expect = chunk_choose(&after);
+        unsigned char *m = chunk_map(CHUNK_HUGE_BYTES, true);
+        cr_assert_not_null(m);
+        chunk_costs now;
+        chunk_costs_read(&now);
+        cr_assert_eq(now.chunks[expect], after.chunks[expect] + 1);
+        cr_assert_eq(now.chunks[!expect], after.chunks[!expect]);
+        if (expect == BACKING_HUGE)
+            cr_assert_eq((uintptr_t)m & (CHUNK_HUGE_BYTES - 1), 0);
+        chunk_unmap(m, CHUNK_HUGE_BYTES);
+        after = now;
+    }
+    for (int i = 0; i < N; i++)
+        chunk_unmap(c[i], 2 * CHUNK_HUGE_BYTES);
+}
+
+Test(chunk_map, unpopulated_and_odd_sized_chunks_are_not_measured, .timeout = 30)
+{
+    chunk_costs before, after;
+    chunk_costs_read(&before);
+    size_t odd = (size_t)3 << 19; /* 1.5 MiB: never huge */
+    unsigned char *a = chunk_map(CHUNK_HUGE_BYTES, false);
+    unsigned char *b = chunk_map(odd, true);
+    cr_assert_not_null(a);
+    cr_assert_not_null(b);
+    cr_assert(all_zero(a, CHUNK_HUGE_BYTES));
+    cr_assert(all_zero(b, odd));
+    memset(b, 1, odd);
+    chunk_costs_read(&after);
+    cr_assert_eq(after.chunks[0] + after.chunks[1], before.chunks[0] + before.chunks[1]);
+    chunk_unmap(a, CHUNK_HUGE_BYTES);
+    chunk_unmap(b, odd);
+    chunk_unmap(NULL, odd); /* nothing to give back: a no-op */
+}
+
+Test(chunk_map, an_injected_failure_gives_null, .timeout = 10)
+{
+    alloc_fail_after(0);
+    void *c = chunk_map(CHUNK_HUGE_BYTES, true);
+    alloc_fail_after(-1);
+    cr_assert_null(c);
+}
