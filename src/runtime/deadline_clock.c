@@ -69,6 +69,7 @@ static struct {
 
 static pthread_once_t decide_once = PTHREAD_ONCE_INIT;
 static atomic_bool tsc_trusted;
+static atomic_bool decided; /* decide() has run */
 
 /* Whether the vDSO answers CLOCK_MONOTONIC without entering the kernel:
  * the cheapest of a few reads takes less than any system call does
@@ -110,6 +111,7 @@ static void decide(void)
     }
     bool trusted = strcmp(name, "tsc\n") == 0 || (strcmp(name, "kvm-clock\n") == 0 && monotonic_read_in_vdso());
     atomic_store_explicit(&tsc_trusted, trusted, memory_order_release);
+    atomic_store_explicit(&decided, true, memory_order_release);
 }
 
 static inline uint64_t tsc_ordered(void)
@@ -180,7 +182,10 @@ static uint64_t read_and_rebase(void)
 
 uint64_t deadline_clock_ns(void)
 {
-    pthread_once(&decide_once, decide);
+    /* acquire: pairs with decide's release, so tsc_trusted is its verdict;
+     * saves the pthread_once call on every read after the first. */
+    if (__builtin_expect(!atomic_load_explicit(&decided, memory_order_acquire), 0))
+        pthread_once(&decide_once, decide);
     if (!atomic_load_explicit(&tsc_trusted, memory_order_relaxed))
         return now_ns();
     /* Seqlock read: acquire on the first seq load, an acquire fence

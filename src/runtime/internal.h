@@ -303,7 +303,10 @@ void proc_close_begin(proc *p);
 void proc_close_end(proc *p);
 void proc_wait_senders(proc *p);
 int proc_table_init(gs_runtime *rt);
-proc *proc_table_at(gs_runtime *rt, uint32_t idx);
+static inline proc *proc_table_at(gs_runtime *rt, uint32_t idx)
+{
+    return pool_at(&rt->procs, idx);
+}
 uint32_t proc_table_high_water(gs_runtime *rt);
 void proc_table_destroy(gs_runtime *rt);
 

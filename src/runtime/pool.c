@@ -114,18 +114,6 @@ void pool_destroy(pool *p)
     pthread_mutex_destroy(&p->grow_lock);
 }
 
-void *pool_at(pool *p, uint32_t idx)
-{
-    if (idx >= p->max_records)
-        return NULL;
-    /* acquire: pairs with the release store that published the chunk, so
-     * its zeroed contents are visible. */
-    unsigned char *chunk = atomic_load_explicit(&p->chunks[idx >> p->chunk_shift], memory_order_acquire);
-    if (chunk == NULL)
-        return NULL;
-    return chunk + (size_t)(idx & ((1u << p->chunk_shift) - 1)) * p->rec_size;
-}
-
 static _Atomic uint32_t *free_link(void *ctx, uint32_t idx)
 {
     pool *p = ctx;

@@ -42,7 +42,20 @@ void pool_destroy(pool *p);
 /* The record at idx, or NULL if idx was never allocated (or is out of
  * range). The memory of a returned record is zeroed when its chunk is
  * created and never freed before pool_destroy. */
-void *pool_at(pool *p, uint32_t idx);
+/* The record at idx, or NULL if idx is past the limit or in a chunk not
+ * made yet. Inline: every timer armed and every message sent looks a
+ * record up, some twice. */
+static inline void *pool_at(pool *p, uint32_t idx)
+{
+    if (idx >= p->max_records)
+        return NULL;
+    /* acquire: pairs with the release store that published the chunk, so
+     * its zeroed contents are visible. */
+    unsigned char *chunk = atomic_load_explicit(&p->chunks[idx >> p->chunk_shift], memory_order_acquire);
+    if (chunk == NULL)
+        return NULL;
+    return chunk + (size_t)(idx & ((1u << p->chunk_shift) - 1)) * p->rec_size;
+}
 
 /* Takes a free record (recently freed first). GS_OK, GS_ENOMEM, GS_ELIMIT. */
 int pool_alloc(pool *p, uint32_t *idx);

@@ -42,11 +42,6 @@ int proc_table_init(gs_runtime *rt)
     return pool_init(&rt->procs, sizeof(proc), offsetof(proc, free_link), PROC_CHUNK_SHIFT, GS_MAX_SERVERS);
 }
 
-proc *proc_table_at(gs_runtime *rt, uint32_t idx)
-{
-    return pool_at(&rt->procs, idx);
-}
-
 uint32_t proc_table_high_water(gs_runtime *rt)
 {
     return pool_high_water(&rt->procs);

@@ -137,16 +137,22 @@ static inline uint64_t tick_start_ns(const timer_service *ts, uint64_t tick)
     return ts->base_ns + tick * NS_PER_TICK;
 }
 
-/* Whether pid is a live server right now (one load, no reference). */
-static inline bool target_alive(gs_runtime *rt, gs_pid pid)
+/* Whether pid, whose slot is p (NULL: none), is a live server right now
+ * (one load, no reference). */
+static inline bool target_alive_at(proc *p, gs_pid pid)
 {
-    proc *p = proc_table_at(rt, pid_index(pid));
     if (p == NULL)
         return false;
     /* seq_cst (a plain load on x86): the timer thread's check after taking
      * a record in must see a close that preceded the record's push. */
     uint64_t w = atomic_load_explicit(&p->ctl, memory_order_seq_cst);
     return (uint32_t)(w >> 32) == pid_gen(pid) && (w & CTL_OPEN) != 0;
+}
+
+/* The same for a pid whose slot is not at hand. */
+static inline bool target_alive(gs_runtime *rt, gs_pid pid)
+{
+    return target_alive_at(proc_table_at(rt, pid_index(pid)), pid);
 }
 
 /* timers.c: pushes a chain of n records (earliest deadline given) to the

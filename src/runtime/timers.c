@@ -209,12 +209,12 @@ int gs_send_after(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, siz
         return GS_EINVAL;
     if (len > GS_MSG_MAX)
         return GS_EMSGSIZE;
-    if (to == GS_NOPID || pid_tag(to) != rt->tag || !target_alive(rt, to))
+    proc *p = to == GS_NOPID || pid_tag(to) != rt->tag ? NULL : proc_table_at(rt, pid_index(to));
+    if (!target_alive_at(p, to))
         return GS_ENOPROC;
     uint64_t delay_ns = (uint64_t)delay_ms * 1000000u;
     uint64_t deadline_ns = deadline_clock_ns() + delay_ns;
-    return arm_send(rt, proc_table_at(rt, pid_index(to)), to, MSG_INFO, tag, data, len, deadline_ns,
-                    delay_ns >= HOLD_AHEAD_NS, out);
+    return arm_send(rt, p, to, MSG_INFO, tag, data, len, deadline_ns, delay_ns >= HOLD_AHEAD_NS, out);
 }
 
 int gs_cancel_timer(gs_runtime *rt, gs_timer t)
