@@ -148,7 +148,6 @@ typedef struct proc {
     bool exiting;           /* stop after the current message */
     bool replied;           /* gs_reply for the current call happened */
     bool trap_exits;        /* exit signals become GS_TAG_EXIT messages */
-    atomic_bool has_timers; /* set by whoever arms a timer for it: purge at exit */
 } proc;
 
 /* ---- reply slots (reply.c) ------------------------------------------- */
@@ -229,6 +228,8 @@ struct gs_runtime {
 
     /* process table */
     pool procs;
+    _Atomic(_Atomic uint64_t *) *slot_marks; /* proc_table.c: a mark per slot, in chunks */
+    pthread_mutex_t marks_lock;              /* makes a chunk of marks */
     alignas(64) _Atomic uint32_t live; /* servers started and not yet gone */
     atomic_bool stopping;
     _Atomic uint64_t opened; /* servers opened so far (gs_runtime_stop rescans when it moves) */
@@ -306,6 +307,31 @@ int proc_table_init(gs_runtime *rt);
 static inline proc *proc_table_at(gs_runtime *rt, uint32_t idx)
 {
     return pool_at(&rt->procs, idx);
+}
+
+/* A slot's mark (proc_table.c): generation << 32 | MARK_* bits, kept
+ * beside the proc, on lines written only when a server opens, closes or
+ * gets its first timer, so that a thread asking whether a server lives
+ * reads a line no sender writes. */
+#define MARK_OPEN (UINT64_C(1) << 0)   /* the server accepts messages (CTL_OPEN, read-mostly copy) */
+#define MARK_TIMERS (UINT64_C(1) << 1) /* a timer was armed for it: purge at exit */
+static inline _Atomic uint64_t *slot_mark(gs_runtime *rt, uint32_t idx)
+{
+    if (idx >= GS_MAX_SERVERS)
+        return NULL;
+    /* acquire: pairs with the release store that published the chunk. */
+    _Atomic uint64_t *chunk =
+        atomic_load_explicit(&rt->slot_marks[idx >> PROC_CHUNK_SHIFT], memory_order_acquire);
+    return chunk == NULL ? NULL : &chunk[idx & ((1u << PROC_CHUNK_SHIFT) - 1)];
+}
+
+/* Whether pid is a live server, from its mark: no reference, and no line
+ * that senders write. The answer may be stale by a racing open or close,
+ * as any answer about another thread's server is; ctl stays the
+ * authority for delivering. */
+static inline bool slot_mark_alive(uint64_t mark, gs_pid pid)
+{
+    return (uint32_t)(mark >> 32) == pid_gen(pid) && (mark & MARK_OPEN) != 0;
 }
 uint32_t proc_table_high_water(gs_runtime *rt);
 void proc_table_destroy(gs_runtime *rt);

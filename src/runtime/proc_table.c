@@ -26,20 +26,61 @@
  *     After that no message can arrive and the mailbox can be emptied.
  * Increments by stale senders on a closed slot are undone at once and are
  * done with fetch_add/fetch_sub, so they never corrupt the generation.
+ * Beside each slot, a mark (slot_mark in internal.h) repeats the
+ * generation and OPEN, plus whether a timer was armed for the server, on
+ * lines written only when a server opens or closes: gs_send_after and
+ * gs_cancel_timer ask whether a server lives many times per message it
+ * receives, and reading ctl, which every sender and the mailbox head's
+ * pushes keep writing, cost the arming thread a cross-core miss (W7:
+ * 9.2 -> 10.1 M/s without the check). Marks come in chunks of the
+ * slots' chunk size, made when a slot in a new chunk is first taken.
  * Rejected: RCU read-side sections around sends (every outside thread
  * would need registering with liburcu) and freeing procs with call_rcu
  * (a grace period per stop is far slower than reusing the slot).
  */
 #include <sched.h>
+#include <stdlib.h>
 
+#include "alloc.h"
 #include "futex.h"
 #include "internal.h"
 
 _Static_assert(sizeof(proc) % 64 == 0, "procs are whole cache lines");
 
+#define MARK_CHUNKS (GS_MAX_SERVERS >> PROC_CHUNK_SHIFT)
+
 int proc_table_init(gs_runtime *rt)
 {
-    return pool_init(&rt->procs, sizeof(proc), offsetof(proc, free_link), PROC_CHUNK_SHIFT, GS_MAX_SERVERS);
+    rt->slot_marks = gs_calloc(MARK_CHUNKS, sizeof *rt->slot_marks);
+    if (rt->slot_marks == NULL)
+        return GS_ENOMEM;
+    int rc = pool_init(&rt->procs, sizeof(proc), offsetof(proc, free_link), PROC_CHUNK_SHIFT, GS_MAX_SERVERS);
+    if (rc != GS_OK) {
+        free(rt->slot_marks);
+        rt->slot_marks = NULL;
+        return rc;
+    }
+    pthread_mutex_init(&rt->marks_lock, NULL);
+    return GS_OK;
+}
+
+/* Makes the chunk of marks that holds idx, if it is not there yet. */
+static int marks_ensure(gs_runtime *rt, uint32_t idx)
+{
+    _Atomic(_Atomic uint64_t *) *slot = &rt->slot_marks[idx >> PROC_CHUNK_SHIFT];
+    if (atomic_load_explicit(slot, memory_order_acquire) != NULL)
+        return GS_OK;
+    int rc = GS_OK;
+    pthread_mutex_lock(&rt->marks_lock);
+    if (atomic_load_explicit(slot, memory_order_relaxed) == NULL) {
+        _Atomic uint64_t *chunk = gs_calloc((size_t)1 << PROC_CHUNK_SHIFT, sizeof *chunk);
+        if (chunk == NULL)
+            rc = GS_ENOMEM;
+        else /* release: the zeroed marks before the pointer (slot_mark's acquire) */
+            atomic_store_explicit(slot, chunk, memory_order_release);
+    }
+    pthread_mutex_unlock(&rt->marks_lock);
+    return rc;
 }
 
 uint32_t proc_table_high_water(gs_runtime *rt)
@@ -53,6 +94,10 @@ int proc_table_alloc(gs_runtime *rt, proc **out)
     int rc = pool_alloc(&rt->procs, &idx);
     if (rc != GS_OK)
         return rc;
+    if (marks_ensure(rt, idx) != GS_OK) {
+        pool_free(&rt->procs, idx);
+        return GS_ENOMEM;
+    }
     proc *p = proc_table_at(rt, idx);
     /* A new generation, still closed: nobody can send to it before
      * proc_open. relaxed: published by proc_open's release. */
@@ -69,6 +114,10 @@ void proc_open(proc *p, uint64_t extra_bits)
     /* release: the proc's initialisation (mailbox, ops, state, options)
      * happens before any sender's acquire increment that sees OPEN. */
     atomic_fetch_or_explicit(&p->ctl, CTL_OPEN | CTL_STOPPABLE | extra_bits, memory_order_release);
+    /* A new mark: this generation, open, no timer yet. release: after the
+     * initialisation, like the OPEN bit above. */
+    atomic_store_explicit(slot_mark(proc_rt(p), pid_index(p->pid)), (uint64_t)pid_gen(p->pid) << 32 | MARK_OPEN,
+                          memory_order_release);
 }
 
 void proc_table_free(gs_runtime *rt, proc *p)
@@ -113,6 +162,8 @@ void proc_close_begin(proc *p)
     /* Senders that increment after this see OPEN clear and back off (stop
      * requests still get in). */
     atomic_fetch_and_explicit(&p->ctl, ~CTL_OPEN, memory_order_acq_rel);
+    /* The mark follows (MARK_TIMERS stays for the exit's purge). */
+    atomic_fetch_and_explicit(slot_mark(proc_rt(p), pid_index(p->pid)), ~MARK_OPEN, memory_order_acq_rel);
 }
 
 /* Waits until no sender holds a reference (each is a few instructions
@@ -143,4 +194,11 @@ void proc_close_end(proc *p)
 void proc_table_destroy(gs_runtime *rt)
 {
     pool_destroy(&rt->procs);
+    if (rt->slot_marks != NULL) {
+        for (uint32_t i = 0; i < MARK_CHUNKS; i++)
+            free((void *)atomic_load_explicit(&rt->slot_marks[i], memory_order_relaxed));
+        free(rt->slot_marks);
+        rt->slot_marks = NULL;
+        pthread_mutex_destroy(&rt->marks_lock);
+    }
 }

@@ -552,7 +552,6 @@ int gs_start_with(gs_runtime *rt, const gs_server_ops *ops, const void *arg, con
     p->extra = NULL;
     atomic_store_explicit(&p->enqueued, 0, memory_order_relaxed);
     atomic_store_explicit(&p->dequeued, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->has_timers, false, memory_order_relaxed);
     if (opts != NULL && (rc = attach_opts(p, opts)) != GS_OK) {
         free(p->extra);
         p->extra = NULL;

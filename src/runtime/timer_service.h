@@ -137,8 +137,8 @@ static inline uint64_t tick_start_ns(const timer_service *ts, uint64_t tick)
     return ts->base_ns + tick * NS_PER_TICK;
 }
 
-/* Whether pid, whose slot is p (NULL: none), is a live server right now
- * (one load, no reference). */
+/* Whether pid is a live server right now, by its slot's control word
+ * (one load, no reference): what the timer thread relies on. */
 static inline bool target_alive_at(proc *p, gs_pid pid)
 {
     if (p == NULL)
@@ -153,6 +153,18 @@ static inline bool target_alive_at(proc *p, gs_pid pid)
 static inline bool target_alive(gs_runtime *rt, gs_pid pid)
 {
     return target_alive_at(proc_table_at(rt, pid_index(pid)), pid);
+}
+
+/* pid's slot mark (0 if pid is not of rt or its slot was never made):
+ * what arming and cancelling threads ask, so that they read no line the
+ * target's senders write (slot_mark in internal.h). acquire: pairs with
+ * proc_open's release. */
+static inline uint64_t target_mark(gs_runtime *rt, gs_pid pid, _Atomic uint64_t **where)
+{
+    _Atomic uint64_t *m = pid == GS_NOPID || pid_tag(pid) != rt->tag ? NULL : slot_mark(rt, pid_index(pid));
+    if (where != NULL)
+        *where = m;
+    return m == NULL ? 0 : atomic_load_explicit(m, memory_order_acquire);
 }
 
 /* timers.c: pushes a chain of n records (earliest deadline given) to the

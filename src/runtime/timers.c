@@ -156,10 +156,11 @@ static void rec_publish(gs_runtime *rt, timer_arming *a, timer_rec *r, uint64_t 
 }
 
 /* Arms a TK_SEND timer delivering (msg_kind, tag, data, len) to pid, whose
- * slot is p. `hold`: its deadline is at least HOLD_AHEAD_NS away, so it
- * may wait in the arming thread's outbox (timer_outbox.c). */
-static int arm_send(gs_runtime *rt, proc *p, gs_pid pid, uint8_t msg_kind, uint32_t tag, const void *data,
-                    size_t len, uint64_t deadline_ns, bool hold, gs_timer *out)
+ * slot mark is `mark` (read as `seen`). `hold`: its deadline is at least
+ * HOLD_AHEAD_NS away, so it may wait in the arming thread's outbox
+ * (timer_outbox.c). */
+static int arm_send(gs_runtime *rt, _Atomic uint64_t *mark, uint64_t seen, gs_pid pid, uint8_t msg_kind,
+                    uint32_t tag, const void *data, size_t len, uint64_t deadline_ns, bool hold, gs_timer *out)
 {
     timer_arming *a = arming_side(rt);
     timer_rec *r;
@@ -186,12 +187,12 @@ static int arm_send(gs_runtime *rt, proc *p, gs_pid pid, uint8_t msg_kind, uint3
         r->u.m = m;
     }
     /* Tell the server's exit to ask for a purge, before the push. Only the
-     * first timer writes (the flag's line is shared with senders). A
+     * first timer writes. A
      * server that exits before this store, or whose purge overtakes this
      * record (in the inbox, or while it waits in an outbox), is found
      * dead when the timer thread takes the record in. */
-    if (!atomic_load_explicit(&p->has_timers, memory_order_relaxed))
-        atomic_store_explicit(&p->has_timers, true, memory_order_seq_cst);
+    if ((seen & MARK_TIMERS) == 0)
+        atomic_fetch_or_explicit(mark, MARK_TIMERS, memory_order_seq_cst);
     if (hold && a != NULL) {
         rec_make_pending(rt, r, gen, out);
         outbox_hold(rt, a, r);
@@ -209,12 +210,13 @@ int gs_send_after(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, siz
         return GS_EINVAL;
     if (len > GS_MSG_MAX)
         return GS_EMSGSIZE;
-    proc *p = to == GS_NOPID || pid_tag(to) != rt->tag ? NULL : proc_table_at(rt, pid_index(to));
-    if (!target_alive_at(p, to))
+    _Atomic uint64_t *mark;
+    uint64_t seen = target_mark(rt, to, &mark);
+    if (!slot_mark_alive(seen, to))
         return GS_ENOPROC;
     uint64_t delay_ns = (uint64_t)delay_ms * 1000000u;
     uint64_t deadline_ns = deadline_clock_ns() + delay_ns;
-    return arm_send(rt, p, to, MSG_INFO, tag, data, len, deadline_ns, delay_ns >= HOLD_AHEAD_NS, out);
+    return arm_send(rt, mark, seen, to, MSG_INFO, tag, data, len, deadline_ns, delay_ns >= HOLD_AHEAD_NS, out);
 }
 
 int gs_cancel_timer(gs_runtime *rt, gs_timer t)
@@ -254,7 +256,7 @@ int gs_cancel_timer(gs_runtime *rt, gs_timer t)
     /* The target's death already made the timer harmless: report it as
      * gone, as promised (its record is freed by the purge). Internal
      * timers (call timeouts) have no target. */
-    return kind == TK_FN || target_alive(rt, target) ? GS_OK : GS_ENOENT;
+    return kind == TK_FN || slot_mark_alive(target_mark(rt, target, NULL), target) ? GS_OK : GS_ENOENT;
 }
 
 int timers_arm_fn(gs_runtime *rt, uint64_t deadline_ns, void (*fn)(gs_runtime *, uint64_t, uint64_t), uint64_t a,
@@ -302,7 +304,10 @@ int timers_arm_idle(proc *p, uint64_t deadline_ns, gs_timer *out)
     /* The message names the arming (idle_seq): a check that was already
      * queued when the timeout changed is recognised as stale. */
     uint64_t seq = ++p->extra->idle_seq;
-    return arm_send(proc_rt(p), p, p->pid, MSG_IDLE, GS_TAG_TIMEOUT, &seq, sizeof seq, deadline_ns, false, out);
+    gs_runtime *rt = proc_rt(p);
+    _Atomic uint64_t *mark;
+    uint64_t seen = target_mark(rt, p->pid, &mark);
+    return arm_send(rt, mark, seen, p->pid, MSG_IDLE, GS_TAG_TIMEOUT, &seq, sizeof seq, deadline_ns, false, out);
 }
 
 void gs_set_idle_timeout(gs_ctx *ctx, int ms)
@@ -345,9 +350,8 @@ void timers_purge(gs_runtime *rt, proc *p)
      * pushes its record later too, and the timer thread then finds the
      * target dead when it takes the record in. */
     full_fence();
-    if (!atomic_load_explicit(&p->has_timers, memory_order_seq_cst))
-        return;
-    atomic_store_explicit(&p->has_timers, false, memory_order_relaxed);
+    if ((atomic_load_explicit(slot_mark(rt, pid_index(p->pid)), memory_order_seq_cst) & MARK_TIMERS) == 0)
+        return; /* (the next open writes a fresh mark) */
     timer_rec *r;
     uint64_t gen;
     if (rec_new(rt, arming_side(rt), TK_PURGE, p->pid, 0, &r, &gen) != GS_OK)
