@@ -323,8 +323,16 @@ static void proc_dispose(proc *p, bool run_terminate, int reason)
 {
     gs_runtime *rt = proc_rt(p);
     proc_close_begin(p);
-    if (atomic_load_explicit(&p->ctl, memory_order_acquire) & CTL_KILLED)
+    /* A gs_kill that got in before the slot closed wins over the exit
+     * under way: terminate is skipped and the exit is reported as
+     * GS_KILLED, so that links and monitors see what the server went
+     * through (a crash racing a kill used to skip terminate yet report
+     * the crash: stress_monitors caught it). */
+    if (atomic_load_explicit(&p->ctl, memory_order_acquire) & CTL_KILLED) {
+        if (run_terminate)
+            reason = GS_KILLED;
         run_terminate = false;
+    }
     if (run_terminate && p->ops->terminate != NULL) {
         proc *saved = current_proc();
         set_current_proc(p);
