@@ -39,12 +39,10 @@ typedef struct pool {
 int pool_init(pool *p, size_t rec_size, size_t link_offset, uint32_t chunk_shift, uint32_t max_records);
 void pool_destroy(pool *p);
 
-/* The record at idx, or NULL if idx was never allocated (or is out of
- * range). The memory of a returned record is zeroed when its chunk is
- * created and never freed before pool_destroy. */
 /* The record at idx, or NULL if idx is past the limit or in a chunk not
- * made yet. Inline: every timer armed and every message sent looks a
- * record up, some twice. */
+ * made yet. The memory of a returned record is zeroed when its chunk is
+ * created and never freed before pool_destroy. Inline: every timer armed
+ * and every message sent looks a record up, some twice. */
 static inline void *pool_at(pool *p, uint32_t idx)
 {
     if (idx >= p->max_records)

@@ -139,20 +139,15 @@ static inline uint64_t tick_start_ns(const timer_service *ts, uint64_t tick)
 
 /* Whether pid is a live server right now, by its slot's control word
  * (one load, no reference): what the timer thread relies on. */
-static inline bool target_alive_at(proc *p, gs_pid pid)
+static inline bool target_alive(gs_runtime *rt, gs_pid pid)
 {
+    proc *p = proc_table_at(rt, pid_index(pid));
     if (p == NULL)
         return false;
     /* seq_cst (a plain load on x86): the timer thread's check after taking
      * a record in must see a close that preceded the record's push. */
     uint64_t w = atomic_load_explicit(&p->ctl, memory_order_seq_cst);
     return (uint32_t)(w >> 32) == pid_gen(pid) && (w & CTL_OPEN) != 0;
-}
-
-/* The same for a pid whose slot is not at hand. */
-static inline bool target_alive(gs_runtime *rt, gs_pid pid)
-{
-    return target_alive_at(proc_table_at(rt, pid_index(pid)), pid);
 }
 
 /* pid's slot mark (0 if pid is not of rt or its slot was never made):

@@ -186,11 +186,11 @@ static int arm_send(gs_runtime *rt, _Atomic uint64_t *mark, uint64_t seen, gs_pi
         m->sender = GS_NOPID; /* timers deliver as the runtime */
         r->u.m = m;
     }
-    /* Tell the server's exit to ask for a purge, before the push. Only the
-     * first timer writes. A
-     * server that exits before this store, or whose purge overtakes this
-     * record (in the inbox, or while it waits in an outbox), is found
-     * dead when the timer thread takes the record in. */
+    /* Tell the server's exit to ask for a purge, before the push (only the
+     * first timer writes the mark). A server that exits before this RMW,
+     * or whose purge overtakes this record (in the inbox, or while it
+     * waits in an outbox), is found dead when the timer thread takes the
+     * record in. */
     if ((seen & MARK_TIMERS) == 0)
         atomic_fetch_or_explicit(mark, MARK_TIMERS, memory_order_seq_cst);
     if (hold && a != NULL) {
