@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include <genserver.h>
 
@@ -65,6 +66,8 @@ const char *bench_param_str(const bench *b, const char *key, const char *def);
 /* ---- clock --------------------------------------------------------- */
 /* CLOCK_MONOTONIC in nanoseconds: the clock the runtime's deadlines use. */
 int64_t bench_now_ns(void);
+/* Any clock in nanoseconds (CPU time: CLOCK_THREAD_CPUTIME_ID, ...). */
+int64_t bench_clock_ns(clockid_t clock);
 void bench_sleep_ms(int ms);
 
 /* ---- JSON record --------------------------------------------------- */

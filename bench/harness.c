@@ -31,11 +31,16 @@ const char *bench_param_str(const bench *b, const char *key, const char *def)
 
 /* ---- clock --------------------------------------------------------- */
 
-int64_t bench_now_ns(void)
+int64_t bench_clock_ns(clockid_t clock)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t bench_now_ns(void)
+{
+    return bench_clock_ns(CLOCK_MONOTONIC);
 }
 
 void bench_sleep_ms(int ms)

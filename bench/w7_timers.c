@@ -138,9 +138,7 @@ void w7_timers(bench *b)
     int64_t start = bench_now_ns();
     /* The arming thread's own CPU time: less sensitive than the rate to
      * the time the host or other threads take from it. */
-    struct timespec cpu0, cpu1, proc0, proc1;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &proc0);
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu0);
+    int64_t proc0 = bench_clock_ns(CLOCK_PROCESS_CPUTIME_ID), cpu0 = bench_clock_ns(CLOCK_THREAD_CPUTIME_ID);
     for (int64_t i = 0; i < t; i++) {
         int d = next_delay_ms(&x);
         fire f = {bench_now_ns() + (int64_t)d * 1000000, (uint32_t)i};
@@ -164,8 +162,7 @@ void w7_timers(bench *b)
         }
     }
     int64_t setup = bench_now_ns() - start;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu1);
-    int64_t arming_cpu = (cpu1.tv_sec - cpu0.tv_sec) * 1000000000LL + cpu1.tv_nsec - cpu0.tv_nsec;
+    int64_t arming_cpu = bench_clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
     bench_set_int(b, "arming_cpu_ns_per_op", arming_cpu / t);
     /* Deliveries so far happened during the set-up phase, where the timer
      * thread competes with the arming loop for the CPUs. */
@@ -180,8 +177,7 @@ void w7_timers(bench *b)
      * loop, what the timer thread and the workers spent delivering (and
      * spinning), so that a change in their cost shows even when the
      * lateness hides it. */
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &proc1);
-    int64_t process_cpu = (proc1.tv_sec - proc0.tv_sec) * 1000000000LL + proc1.tv_nsec - proc0.tv_nsec;
+    int64_t process_cpu = bench_clock_ns(CLOCK_PROCESS_CPUTIME_ID) - proc0;
     bench_sleep_ms(100); /* a cancelled timer that fires would show now */
     int64_t r[3] = {-1, -1, -1};
     bench_ok(b, gs_call(b->rt, col, W7_COUNT, NULL, 0, r, sizeof r, NULL, 5000), "count");

@@ -11,13 +11,6 @@
 
 #include "bench.h"
 
-static int64_t cpu_ns(clockid_t clock)
-{
-    struct timespec ts;
-    clock_gettime(clock, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static int guard_info(gs_ctx *ctx, void *state, const gs_msg *m)
 {
     (void)ctx;
@@ -51,8 +44,8 @@ void w7b_timer_guard(bench *b)
     if (!bench_ok(b, gs_start(b->rt, &guard_ops, NULL, &s), "gs_start"))
         return;
     int64_t failed = 0, first_rc = GS_OK;
-    int64_t start = bench_now_ns(), thread0 = cpu_ns(CLOCK_THREAD_CPUTIME_ID),
-            proc0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
+    int64_t start = bench_now_ns(), thread0 = bench_clock_ns(CLOCK_THREAD_CPUTIME_ID),
+            proc0 = bench_clock_ns(CLOCK_PROCESS_CPUTIME_ID);
     for (int64_t i = 0; i < n; i++) {
         gs_timer t;
         int rc = gs_send_after(b->rt, s, 1, &i, sizeof i, (int)delay_ms, &t);
@@ -61,9 +54,9 @@ void w7b_timer_guard(bench *b)
         if (rc != GS_OK && failed++ == 0)
             first_rc = rc;
     }
-    int64_t wall = bench_now_ns() - start, thread = cpu_ns(CLOCK_THREAD_CPUTIME_ID) - thread0;
+    int64_t wall = bench_now_ns() - start, thread = bench_clock_ns(CLOCK_THREAD_CPUTIME_ID) - thread0;
     bench_sleep_ms((int)settle_ms);
-    int64_t proc = cpu_ns(CLOCK_PROCESS_CPUTIME_ID) - proc0;
+    int64_t proc = bench_clock_ns(CLOCK_PROCESS_CPUTIME_ID) - proc0;
     int64_t delivered = -1;
     bench_ok(b, gs_call(b->rt, s, 0, NULL, 0, &delivered, sizeof delivered, NULL, 5000), "count");
     bench_rate(b, n, wall);
