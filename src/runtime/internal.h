@@ -360,6 +360,20 @@ int scheduler_start(gs_runtime *rt);
 void scheduler_stop(gs_runtime *rt);    /* joins the workers */
 void scheduler_destroy(gs_runtime *rt); /* frees them: after timers_stop (the timer thread reads them) */
 void scheduler_make_runnable(gs_runtime *rt, proc *p);
+/* A thread outside the pool that makes many servers runnable in a burst
+ * (the timer thread firing a tick's timers) collects them between these
+ * two calls: scheduler_make_runnable then only links each server into the
+ * batch, and the batch reaches the global queue with one exchange and
+ * wakes as many sleeping workers as it needs with one system call, every
+ * RUN_BATCH_MAX servers and at the end. Nothing that waits for one of the
+ * batched servers may run in between. */
+typedef struct run_batch {
+    gs_runtime *rt;
+    mbox_node *first, *last;
+    unsigned n;
+} run_batch;
+void scheduler_batch_begin(gs_runtime *rt, run_batch *b);
+void scheduler_batch_end(run_batch *b);
 void scheduler_before_block(gs_runtime *rt);
 /* Arms (later, if the call is still waiting then) the timeout of a call
  * suspended on this worker. Otherwise the caller arms it itself: GS_EAGAIN

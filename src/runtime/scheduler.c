@@ -23,6 +23,12 @@
  * has its work seen by that re-check. A spinner that finds work wakes a
  * replacement only if more work is visible (Go wakes one unconditionally;
  * that costs a futex round trip per call in the call_rtt workload).
+ * The timer thread, which can make hundreds of servers runnable in one
+ * tick, batches them (run_batch): one exchange and one fence per batch,
+ * and one system call waking as many sleepers as the batch needs. Per
+ * server, the wake-ups cost W8's timer thread a few microseconds each
+ * under a hypervisor, so 1,000 timeouts due together fired over a
+ * millisecond and more.
  * Rejected: a wake per push (a system call per message), an unbounded
  * spinner (burns a core on an idle runtime; on 2 shared cores it also
  * steals the caller's CPU).
@@ -58,10 +64,15 @@ static proc *proc_of_link(mbox_node *n)
     return (proc *)((char *)n - offsetof(proc, runq_link));
 }
 
-static void wake_one(gs_runtime *rt)
+static void wake_some(gs_runtime *rt, int n)
 {
     atomic_fetch_add_explicit(&rt->epoch, 1, memory_order_release);
-    futex_wake(&rt->epoch, 1);
+    futex_wake(&rt->epoch, n);
+}
+
+static void wake_one(gs_runtime *rt)
+{
+    wake_some(rt, 1);
 }
 
 static void notify(gs_runtime *rt)
@@ -91,6 +102,68 @@ static void push_ring(worker *w, proc *p)
     }
 }
 
+/* ---- batches from outside threads (see run_batch in internal.h) -------- */
+
+#define RUN_BATCH_MAX 32u /* servers held back at most: a few microseconds of firing */
+
+static _Thread_local run_batch *tl_batch;
+
+void scheduler_batch_begin(gs_runtime *rt, run_batch *b)
+{
+    *b = (run_batch){rt, NULL, NULL, 0};
+    tl_batch = b;
+}
+
+static void batch_flush(run_batch *b)
+{
+    if (b->n == 0)
+        return;
+    gs_runtime *rt = b->rt;
+    injectq_push_chain(&rt->global, b->first, b->last); /* seq_cst exchange: the "work is visible" store */
+    unsigned n = b->n;
+    b->first = b->last = NULL;
+    b->n = 0;
+    /* As notify(), for n servers at once: the fence orders the push before
+     * the loads. A spinner takes one server and, seeing more, wakes
+     * another (spin_for_work); the sleepers are woken for the rest. One
+     * worker takes up to GLOBAL_BATCH into its ring, so waking more than
+     * the batch needs only costs the woken a look. */
+    full_fence();
+    int sleepers = atomic_load_explicit(&rt->sleepers, memory_order_relaxed);
+    if (sleepers <= 0)
+        return;
+    unsigned want = atomic_load_explicit(&rt->spinning, memory_order_relaxed) != 0 ? n - 1 : n;
+    if (want > (unsigned)sleepers)
+        want = (unsigned)sleepers;
+    if (want > 0)
+        wake_some(rt, (int)want);
+}
+
+void scheduler_batch_end(run_batch *b)
+{
+    batch_flush(b);
+    tl_batch = NULL;
+}
+
+/* Links p into the current thread's batch (an outside thread's). */
+static bool batch_add(gs_runtime *rt, proc *p)
+{
+    run_batch *b = tl_batch;
+    if (b == NULL || b->rt != rt)
+        return false;
+    /* relaxed: the chain's links are published by batch_flush's exchange
+     * and release store (injectq_push_chain). */
+    atomic_store_explicit(&p->runq_link.next, NULL, memory_order_relaxed);
+    if (b->last != NULL)
+        atomic_store_explicit(&b->last->next, &p->runq_link, memory_order_relaxed);
+    else
+        b->first = &p->runq_link;
+    b->last = &p->runq_link;
+    if (++b->n >= RUN_BATCH_MAX)
+        batch_flush(b);
+    return true;
+}
+
 void scheduler_make_runnable(gs_runtime *rt, proc *p)
 {
     worker *w = current_worker();
@@ -109,6 +182,8 @@ void scheduler_make_runnable(gs_runtime *rt, proc *p)
         }
         push_ring(w, kicked);
     } else {
+        if (batch_add(rt, p))
+            return;
         push_global(rt, p);
     }
     notify(rt);

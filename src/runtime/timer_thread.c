@@ -16,7 +16,9 @@
  * tick granularity, then arming order).
  *
  * The loop: take in at most INBOX_BATCH records (so that a thread arming
- * in a tight loop cannot hold up due timers), serve the clock, then sleep
+ * in a tight loop cannot hold up due timers), serve the clock (the
+ * servers its timers make runnable go to the workers in batches, see
+ * run_batch in scheduler.c), then sleep
  * on a futex until the next bucket end or occupied tick, whichever is
  * first. The thread's timer slack is set low, or the kernel would add
  * 50 us to every sleep. (A walk that warmed the next cascade's timers
@@ -438,7 +440,11 @@ void *timer_main(void *arg)
             swept_ns = now;
             sweep_now = false;
         }
+        /* The servers this makes runnable reach the workers in batches. */
+        run_batch batch;
+        scheduler_batch_begin(rt, &batch);
         serve(rt, now);
+        scheduler_batch_end(&batch);
         /* The backstop for deferred call timeouts (scheduler.c): while
          * any worker holds some, look every DEFER_CHECK_NS. */
         bool deferrals = scheduler_has_unarmed(rt);
