@@ -34,7 +34,9 @@
  * steals the caller's CPU).
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -608,6 +610,9 @@ static void *worker_main(void *arg)
     worker *w = arg;
     gs_runtime *rt = w->rt;
     tl_worker = w;
+    char name[16]; /* the kernel's limit, with the NUL */
+    snprintf(name, sizeof name, "gs-worker-%u", w->index);
+    (void)pthread_setname_np(pthread_self(), name); /* for top, perf and gdb; best effort */
     fiber_home_init(&w->home);
     while (!atomic_load_explicit(&rt->exiting, memory_order_acquire)) {
         if ((++w->turns_since_arm & (ARM_EVERY - 1)) == 0)

@@ -430,6 +430,7 @@ void *timer_main(void *arg)
     timer_service *ts = rt->timers;
     (void)injectq_try_lock(&ts->inbox); /* the only consumer, for good */
     (void)prctl(PR_SET_TIMERSLACK, TIMER_SLACK_NS, 0, 0, 0); /* best effort */
+    (void)prctl(PR_SET_NAME, "gs-timer", 0, 0, 0);              /* for top, perf and gdb */
     uint64_t promoted_ns = 0, swept_ns = 0;
     bool sweep_now = false;
     while (!atomic_load_explicit(&ts->quit, memory_order_acquire)) {
