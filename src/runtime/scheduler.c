@@ -10,7 +10,8 @@
  *
  * Spinning and parking. A worker that finds nothing becomes *the* spinner
  * if nobody spins (at most one, so idle CPUs are not all burned), polls for
- * SPIN_NS, then parks on the `epoch` futex. Making a server runnable in a
+ * up to SPIN_MAX_NS (adapted per worker to what its spins catch, see
+ * spin_policy.h), then parks on the `epoch` futex. Making a server runnable in a
  * stealable place calls notify(): if somebody sleeps and nobody spins,
  * bump epoch and wake one worker. No wake-up is lost, by a Dekker
  * handshake on seq_cst operations:
@@ -43,8 +44,8 @@
 #include "futex.h"
 #include "internal.h"
 #include "alloc.h"
+#include "spin_policy.h"
 
-#define SPIN_NS 50000u      /* the spinner polls this long before parking */
 #define GLOBAL_BATCH 32u    /* servers moved from the global queue at once */
 #define LIFO_STREAK_MAX 32u /* LIFO-slot runs in a row before the ring gets a turn */
 
@@ -334,7 +335,7 @@ static proc *spin_for_work(worker *w)
     if (!atomic_compare_exchange_strong_explicit(&rt->spinning, &expected, 1, memory_order_seq_cst,
                                                  memory_order_relaxed))
         return NULL;
-    uint64_t until = now_ns() + SPIN_NS;
+    uint64_t start = now_ns(), until = start + w->spin_ns;
     proc *p = NULL;
     next_watch *seen = w->next_seen;
     for (unsigned i = 1; !atomic_load_explicit(&rt->exiting, memory_order_relaxed); i++) {
@@ -351,7 +352,9 @@ static proc *spin_for_work(worker *w)
             cpu_relax();
     }
     atomic_fetch_sub_explicit(&rt->spinning, 1, memory_order_seq_cst);
+    w->spin_gave_up = p == NULL;
     if (p != NULL) {
+        w->spin_ns = spin_after_found(w->spin_ns, now_ns() - start);
         /* We stop spinning to run p: if more work is visible, make sure
          * somebody else looks at it. */
         full_fence();
@@ -377,6 +380,7 @@ static bool others_have_next(worker *w)
 static void park(worker *w)
 {
     gs_runtime *rt = w->rt;
+    uint64_t parked_at = now_ns();
     atomic_fetch_add_explicit(&w->parks, 1, memory_order_relaxed);
     uint32_t epoch = atomic_load_explicit(&rt->epoch, memory_order_acquire);
     atomic_fetch_add_explicit(&rt->sleepers, 1, memory_order_seq_cst);
@@ -393,6 +397,10 @@ static void park(worker *w)
         }
     }
     atomic_fetch_sub_explicit(&rt->sleepers, 1, memory_order_seq_cst);
+    if (w->spin_gave_up) { /* judge that spin by this park (spin_policy.h) */
+        w->spin_ns = spin_after_park(w->spin_ns, now_ns() - parked_at);
+        w->spin_gave_up = false;
+    }
 }
 
 /* ---- deferred call timeouts (see worker.unarmed) ------------------------
@@ -666,6 +674,8 @@ int scheduler_start(gs_runtime *rt)
         w->rt = rt;
         w->index = i;
         w->lifo_streak = 0;
+        w->spin_ns = SPIN_MAX_NS;
+        w->spin_gave_up = false;
         w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
         w->spare = w->running = NULL;
         atomic_init(&w->turns, 0);
