@@ -67,6 +67,7 @@ typedef struct msg {
     gs_pid sender;
     ticket ticket;
     size_t len;
+    struct msg_cache *home; /* the cache it goes back to (msg_cache.h), or NULL: malloc's */
     alignas(max_align_t) unsigned char data[];
 } msg;
 
@@ -396,6 +397,8 @@ bool server_run(proc *p);
 /* messaging.c */
 msg *msg_alloc(gs_runtime *rt, uint8_t kind, uint32_t tag, size_t len);
 msg *msg_new(gs_runtime *rt, uint8_t kind, uint32_t tag, const void *data, size_t len);
+/* Frees a message of any origin (any thread). */
+void msg_free(msg *m);
 int msg_check_target(gs_runtime *rt, gs_pid to, struct proc **self);
 int msg_send(gs_runtime *rt, gs_pid to, msg *m);
 int msg_check_payload(gs_runtime *rt, uint32_t tag, const void *data, size_t len);

@@ -14,6 +14,7 @@
 #include "deadline_clock.h"
 #include "futex.h"
 #include "internal.h"
+#include "msg_cache.h"
 
 /* A message with room for len payload bytes, not filled in. */
 msg *msg_alloc(gs_runtime *rt, uint8_t kind, uint32_t tag, size_t len)
@@ -28,7 +29,16 @@ msg *msg_alloc(gs_runtime *rt, uint8_t kind, uint32_t tag, size_t len)
     m->sender = (cur != NULL && proc_rt(cur) == rt) ? cur->pid : GS_NOPID;
     m->ticket = TICKET_NONE;
     m->len = len;
+    m->home = NULL;
     return m;
+}
+
+void msg_free(msg *m)
+{
+    if (m != NULL && m->home != NULL)
+        msg_cache_give(m->home, m);
+    else
+        free(m);
 }
 
 msg *msg_new(gs_runtime *rt, uint8_t kind, uint32_t tag, const void *data, size_t len)
@@ -63,7 +73,7 @@ static int deliver(gs_runtime *rt, proc *p, uint64_t w, msg *m)
             atomic_fetch_sub_explicit(&p->enqueued, 1, memory_order_relaxed);
             atomic_fetch_add_explicit(&o->refused, 1, memory_order_relaxed);
             proc_release(p);
-            free(m);
+            msg_free(m);
             return GS_EAGAIN;
         }
     }
@@ -83,7 +93,7 @@ int msg_send(gs_runtime *rt, gs_pid to, msg *m)
     /* Stop requests also reach a server that is already terminating. */
     int rc = proc_acquire_word(rt, to, m->kind == MSG_STOP ? CTL_STOPPABLE : CTL_OPEN, &p, &w);
     if (rc != GS_OK) {
-        free(m);
+        msg_free(m);
         return rc;
     }
     return deliver(rt, p, w, m);
@@ -168,7 +178,7 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
     ticket t;
     int rc = reply_slot_take(rt, buf, cap, deadline, owner, NULL, &t);
     if (rc != GS_OK) {
-        free(m);
+        msg_free(m);
         return rc;
     }
     m->ticket = t;
@@ -283,7 +293,7 @@ int gs_kill(gs_runtime *rt, gs_pid pid)
     uint64_t w;
     int rc = proc_acquire_word(rt, pid, CTL_OPEN, &p, &w);
     if (rc != GS_OK) {
-        free(m);
+        msg_free(m);
         return rc;
     }
     /* The flag stops the server before its next callback, whatever is

@@ -48,7 +48,7 @@ int monitors_init(gs_runtime *rt)
 
 static void rec_free(gs_runtime *rt, mon_rec *r)
 {
-    free(r->down);
+    msg_free(r->down);
     r->down = NULL;
     uint64_t gen = atomic_load_explicit(&r->state, memory_order_relaxed) >> 2;
     atomic_store_explicit(&r->state, mon_word(gen, MON_FREE), memory_order_release);
@@ -63,7 +63,7 @@ void monitors_destroy(gs_runtime *rt)
     for (uint32_t i = 0; i < high; i++) {
         mon_rec *r = pool_at(&rt->monitors, i);
         if (r != NULL && (atomic_load_explicit(&r->state, memory_order_relaxed) & 3) != MON_FREE)
-            free(r->down);
+            msg_free(r->down);
     }
     pool_destroy(&rt->monitors);
 }
@@ -142,8 +142,8 @@ int gs_monitor(gs_runtime *rt, gs_pid watcher, gs_pid target, gs_ref *out)
     msg *down = msg_new(rt, MSG_DOWN, GS_TAG_DOWN, &d, sizeof d);
     msg *req = msg_new(rt, MSG_MONITOR, 0, &ref, sizeof ref);
     if (down == NULL || req == NULL) {
-        free(down);
-        free(req);
+        msg_free(down);
+        msg_free(req);
         pool_free(&rt->monitors, idx);
         return GS_ENOMEM;
     }

@@ -51,7 +51,7 @@ static void request_timed_out(gs_runtime *rt, uint64_t slot, uint64_t seq)
 
 static void async_free(async_req *a)
 {
-    free(a->fallback);
+    msg_free(a->fallback);
     free(a->heap);
     free(a);
 }
@@ -72,7 +72,7 @@ int gs_send_request(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, s
     msg *m = msg_new(rt, MSG_CALL, tag, data, len);
     if (a == NULL || m == NULL) {
         free(a);
-        free(m);
+        msg_free(m);
         return GS_ENOMEM;
     }
     a->mode = self != NULL ? ASYNC_SERVER : ASYNC_THREAD;
@@ -81,7 +81,7 @@ int gs_send_request(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, s
         gs_request_reply oom = {.req = 0, .status = GS_ENOMEM};
         if ((a->fallback = msg_new(rt, MSG_INFO, GS_TAG_REPLY, &oom, sizeof oom)) == NULL) {
             async_free(a);
-            free(m);
+            msg_free(m);
             return GS_ENOMEM;
         }
         a->fallback->sender = GS_NOPID;
@@ -89,7 +89,7 @@ int gs_send_request(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, s
     ticket t;
     if ((rc = reply_slot_take(rt, NULL, 0, deadline, NULL, a, &t)) != GS_OK) {
         async_free(a);
-        free(m);
+        msg_free(m);
         return rc;
     }
     a->id = request_id(rt, t);
@@ -99,7 +99,7 @@ int gs_send_request(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, s
         (rc = timers_arm_fn(rt, deadline, request_timed_out, t.slot, t.seq, &a->timer)) != GS_OK) {
         reply_slot_abandon(rt, t);
         async_free(a);
-        free(m);
+        msg_free(m);
         return rc;
     }
     gs_request id = a->id; /* a belongs to the slot from here on */

@@ -103,7 +103,7 @@ static void deferred_prune(gs_runtime *rt, pending_calls *l)
 
 static void msg_free_node(mbox_node *n)
 {
-    free(n); /* the node is the first member of msg */
+    msg_free((msg *)n); /* the node is the first member of msg */
 }
 
 static void remember_unanswered(proc *p, ticket t)

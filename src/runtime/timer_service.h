@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "msg_cache.h"
 
 #define TIMER_CHUNK_SHIFT 14 /* 16,384 records: 2 MiB */
 #define TARGET_CHUNK_SHIFT 12 /* list heads per chunk of the by-target table */
@@ -85,6 +86,7 @@ typedef struct timer_service {
     uint32_t buckets_used;            /* bit b: bucket b is non-empty */
     uint64_t bucket_tick;
     pool_cache free_cache; /* records the thread frees */
+    msg_cache msgs;        /* the messages it sends, back from the workers that consumed them */
     /* Timers by target slot, so that a purge finds a dead server's
      * timers: list heads in chunks of TARGET_CHUNK slots, made on first
      * use. Kept here rather than in the proc, whose cache lines its
@@ -118,7 +120,7 @@ static inline timer_rec *rec_from_inbox(mbox_node *n)
 static inline void rec_recycle(timer_service *ts, timer_rec *r, pool_cache *c)
 {
     if (atomic_load_explicit(&r->kind, memory_order_relaxed) == TK_SEND && !r->inline_data) {
-        free(r->u.m);
+        msg_free(r->u.m);
         r->u.m = NULL;
     }
     uint64_t w = atomic_load_explicit(&r->state, memory_order_relaxed);

@@ -45,6 +45,7 @@
 
 #define INBOX_BATCH 1024
 #define TIMER_SLACK_NS 5000
+#define IDLE_TRIM_NS 100000000u /* a sleep this long trims the message cache */
 
 static timer_rec *rec_from_wheel(wheel_timer *wt)
 {
@@ -174,12 +175,11 @@ static void fire(gs_runtime *rt, timer_rec *r, uint64_t now)
         /* The message first, so that an allocation failure leaves the
          * timer pending (tried again next tick, still cancellable). */
         if (r->inline_data) {
-            m = msg_new(rt, r->msg_kind, r->tag, r->u.data, r->len);
+            m = msg_cache_new(rt, &ts->msgs, r->msg_kind, r->tag, r->u.data, r->len);
             if (m == NULL) {
                 retry_later(rt, r, now);
                 return;
             }
-            m->sender = GS_NOPID;
         } else {
             m = r->u.m;
         }
@@ -188,7 +188,7 @@ static void fire(gs_runtime *rt, timer_rec *r, uint64_t now)
     if (!atomic_compare_exchange_strong_explicit(&r->state, &w, (w & ~(uint64_t)3) | TS_DONE,
                                                  memory_order_acq_rel, memory_order_acquire)) {
         if (r->inline_data && m != NULL)
-            free(m); /* made for nothing: the cancel won */
+            msg_free(m); /* made for nothing: the cancel won */
         list_unlink(rt, r);
         return; /* cancelled in between: the removal request frees it */
     }
@@ -406,6 +406,7 @@ int timer_thread_state_init(timer_service *ts)
     ts->buckets_used = 0;
     ts->bucket_tick = 0;
     ts->free_cache.n = 0;
+    msg_cache_init(&ts->msgs);
     ts->oom_logged = false;
     ts->alive_cache = GS_NOPID;
     atomic_init(&ts->held, 0);
@@ -422,6 +423,7 @@ void timer_thread_state_destroy(timer_service *ts)
     ts->by_target = NULL;
     wheel_free(ts->wheel);
     ts->wheel = NULL;
+    msg_cache_destroy(&ts->msgs); /* every server is gone, and its messages with it */
 }
 
 void *timer_main(void *arg)
@@ -465,6 +467,8 @@ void *timer_main(void *arg)
         }
         if (next <= now_ns() || injectq_maybe_nonempty(&ts->inbox))
             continue;
+        if (next - now > IDLE_TRIM_NS)
+            msg_cache_trim(&ts->msgs); /* a lull: give back what a burst left cached */
         uint32_t bell = atomic_load_explicit(&ts->bell, memory_order_acquire);
         atomic_store_explicit(&ts->backlog, 0, memory_order_relaxed);
         atomic_store_explicit(&ts->sleep_until_ns, next, memory_order_seq_cst);
