@@ -10,11 +10,11 @@
  *
  * Spinning and parking. A worker that finds nothing becomes *the* spinner
  * if nobody spins (at most one, so idle CPUs are not all burned), polls for
- * up to SPIN_MAX_NS (adapted per worker to what its spins catch, see
- * spin_policy.h), then parks on the `epoch` futex. Making a server runnable in a
- * stealable place calls notify(): if somebody sleeps and nobody spins,
- * bump epoch and wake one worker. No wake-up is lost, by a Dekker
- * handshake on seq_cst operations:
+ * up to SPIN_MAX_NS (each worker adapts the length to what its spins
+ * catch, see spin_policy.h), then parks on the `epoch` futex. Making a
+ * server runnable in a stealable place calls notify(): if somebody sleeps
+ * and nobody spins, bump epoch and wake one worker. No wake-up is lost,
+ * by a Dekker handshake on seq_cst operations:
  *     producer: make work visible; fence; read sleepers, spinning
  *     parker:   sleepers += 1; fence; look for work; futex_wait(epoch, e)
  * Either the producer sees the sleeper and wakes it (the epoch it read
