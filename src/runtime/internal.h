@@ -399,6 +399,18 @@ msg *msg_alloc(gs_runtime *rt, uint8_t kind, uint32_t tag, size_t len);
 msg *msg_new(gs_runtime *rt, uint8_t kind, uint32_t tag, const void *data, size_t len);
 /* Frees a message of any origin (any thread). */
 void msg_free(msg *m);
+/* Fills in a new message's header (msg_alloc, msg_cache_new). */
+static inline void msg_header_init(msg *m, uint8_t kind, uint32_t tag, gs_pid sender, size_t len,
+                                   struct msg_cache *home)
+{
+    m->tag = tag;
+    m->kind = kind;
+    m->reason = 0;
+    m->sender = sender;
+    m->ticket = TICKET_NONE;
+    m->len = len;
+    m->home = home;
+}
 int msg_check_target(gs_runtime *rt, gs_pid to, struct proc **self);
 int msg_send(gs_runtime *rt, gs_pid to, msg *m);
 int msg_check_payload(gs_runtime *rt, uint32_t tag, const void *data, size_t len);

@@ -22,14 +22,8 @@ msg *msg_alloc(gs_runtime *rt, uint8_t kind, uint32_t tag, size_t len)
     msg *m = gs_malloc(sizeof(msg) + len);
     if (m == NULL)
         return NULL;
-    m->tag = tag;
-    m->kind = kind;
-    m->reason = 0;
     proc *cur = current_proc();
-    m->sender = (cur != NULL && proc_rt(cur) == rt) ? cur->pid : GS_NOPID;
-    m->ticket = TICKET_NONE;
-    m->len = len;
-    m->home = NULL;
+    msg_header_init(m, kind, tag, (cur != NULL && proc_rt(cur) == rt) ? cur->pid : GS_NOPID, len, NULL);
     return m;
 }
 

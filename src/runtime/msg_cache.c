@@ -57,13 +57,7 @@ msg *msg_cache_new(gs_runtime *rt, msg_cache *c, uint8_t kind, uint32_t tag, con
     } else if ((m = gs_malloc(sizeof(msg) + MSG_CACHE_PAYLOAD)) == NULL) {
         return NULL;
     }
-    m->tag = tag;
-    m->kind = kind;
-    m->reason = 0;
-    m->sender = GS_NOPID;
-    m->ticket = TICKET_NONE;
-    m->len = len;
-    m->home = c;
+    msg_header_init(m, kind, tag, GS_NOPID, len, c);
     if (len > 0)
         memcpy(m->data, data, len);
     return m;
