@@ -358,6 +358,12 @@ int gs_send_after(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, siz
  * delivered and GS_OK. */
 int gs_cancel_timer(gs_runtime *rt, gs_timer t);
 
+/* How long until a timer fires (erlang:read_timer): *ms_left gets the
+ * milliseconds left, rounded up (0: due, about to be delivered). Returns
+ * GS_OK, GS_ENOENT if it already fired, was cancelled, its server stopped,
+ * or it never existed; GS_EINVAL for a NULL rt or ms_left. Any thread. */
+int gs_read_timer(gs_runtime *rt, gs_timer t, int *ms_left);
+
 /* From a callback: from now on, whenever the server has received nothing
  * for ms milliseconds, handle_info gets a message with tag GS_TAG_TIMEOUT
  * (no payload), and again after every further ms of silence, until

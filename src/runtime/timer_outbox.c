@@ -72,8 +72,9 @@ void outbox_flush(gs_runtime *rt, timer_arming *a)
             if (last == NULL)
                 last = n;
             live++;
-            if (r->deadline_ns < min_deadline)
-                min_deadline = r->deadline_ns;
+            uint64_t deadline = atomic_load_explicit(&r->deadline_ns, memory_order_relaxed);
+            if (deadline < min_deadline)
+                min_deadline = deadline;
         }
         n = next;
     }
@@ -84,7 +85,7 @@ void outbox_flush(gs_runtime *rt, timer_arming *a)
 void outbox_hold(gs_runtime *rt, timer_arming *a, timer_rec *r)
 {
     timer_outbox *ob = &a->outbox;
-    uint64_t deadline = r->deadline_ns;
+    uint64_t deadline = atomic_load_explicit(&r->deadline_ns, memory_order_relaxed);
     mbox_node *top = atomic_load_explicit(&ob->top, memory_order_relaxed);
     for (;;) {
         /* relaxed: only the owner writes min_deadline_ns, and the CAS

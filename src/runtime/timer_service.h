@@ -59,7 +59,7 @@ typedef struct timer_rec {
     /* Atomic because gs_cancel_timer reads it while the record may be
      * recycled under it (the generation check discards such a read). */
     _Atomic gs_pid target;
-    uint64_t deadline_ns;
+    _Atomic uint64_t deadline_ns; /* atomic for the same reason (gs_read_timer) */
     struct timer_rec *proc_prev, *proc_next; /* the target slot's list (timer thread only) */
     union {
         struct {

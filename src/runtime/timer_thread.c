@@ -216,13 +216,14 @@ static void on_tick(wheel_timer *wt, void *arg)
     timer_service *ts = c->rt->timers;
     timer_rec *r = rec_from_wheel(wt);
     r->where = AT_NOWHERE;
-    if (r->deadline_ns <= c->now) {
+    uint64_t deadline = atomic_load_explicit(&r->deadline_ns, memory_order_relaxed);
+    if (deadline <= c->now) {
         fire(c->rt, r, c->now);
         return;
     }
     /* Not due: its deadline lies in the tick being served (the wheel
      * hands out no later tick), so the bucket index is below SUB_BUCKETS. */
-    uint64_t into = r->deadline_ns - tick_start_ns(ts, ts->bucket_tick);
+    uint64_t into = deadline - tick_start_ns(ts, ts->bucket_tick);
     unsigned b = (unsigned)(into / NS_PER_SUB);
     bucket_add(ts, r, b < SUB_BUCKETS ? b : SUB_BUCKETS - 1);
 }
@@ -341,7 +342,7 @@ static void take_in(gs_runtime *rt, timer_rec *r)
     if (kind == TK_SEND)
         list_link(rt, r);
     /* A deadline already past lands in the current tick and fires at once. */
-    wheel_insert(ts->wheel, &r->wt, tick_of_ns(ts, r->deadline_ns));
+    wheel_insert(ts->wheel, &r->wt, tick_of_ns(ts, atomic_load_explicit(&r->deadline_ns, memory_order_relaxed)));
     r->where = AT_WHEEL;
 }
 

@@ -79,12 +79,18 @@ static int rec_new(gs_runtime *rt, timer_arming *a, uint8_t kind, gs_pid target,
     if (rc != GS_OK)
         return rc == GS_ELIMIT ? GS_EAGAIN : rc;
     timer_rec *r = pool_at(&ts->recs, idx);
+    /* release: whatever ended the record's previous use (its state's
+     * last change, which the pool handed to us) is ordered before the
+     * stores below, so that a gs_read_timer that reads one of them and
+     * then the state word sees that change (fence-to-fence). A compiler
+     * barrier on x86. */
+    atomic_thread_fence(memory_order_release);
     r->idx = idx;
     atomic_store_explicit(&r->kind, kind, memory_order_relaxed);
     r->in_list = false;
     r->where = AT_NOWHERE;
     atomic_store_explicit(&r->target, target, memory_order_relaxed);
-    r->deadline_ns = deadline_ns;
+    atomic_store_explicit(&r->deadline_ns, deadline_ns, memory_order_relaxed);
     /* The generation is bumped at each use; the record is not visible to
      * anybody with the new generation until its handle is returned. */
     uint64_t gen = (atomic_load_explicit(&r->state, memory_order_relaxed) >> ST_GEN_SHIFT) + 1;
@@ -219,6 +225,12 @@ int gs_send_after(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, siz
     return arm_send(rt, mark, seen, to, MSG_INFO, tag, data, len, deadline_ns, delay_ns >= HOLD_AHEAD_NS, out);
 }
 
+/* Whether state word w is timer `gen`'s and pending. */
+static bool pending_as(uint64_t w, uint64_t gen)
+{
+    return w == state_word(gen, TS_PENDING) || w == state_word(gen, TS_PENDING | ST_DRAINED);
+}
+
 int gs_cancel_timer(gs_runtime *rt, gs_timer t)
 {
     if (rt == NULL)
@@ -237,7 +249,7 @@ int gs_cancel_timer(gs_runtime *rt, gs_timer t)
     gs_pid target = atomic_load_explicit(&r->target, memory_order_relaxed);
     uint8_t kind = atomic_load_explicit(&r->kind, memory_order_relaxed);
     for (;;) {
-        if (w != state_word(gen, TS_PENDING) && w != state_word(gen, TS_PENDING | ST_DRAINED))
+        if (!pending_as(w, gen))
             return GS_ENOENT; /* fired, cancelled, or another timer's record now */
         /* acq_rel against the timer thread's CAS (PENDING -> DRAINED,
          * PENDING -> DONE): one winner. On failure w is reloaded: the
@@ -257,6 +269,41 @@ int gs_cancel_timer(gs_runtime *rt, gs_timer t)
      * gone, as promised (its record is freed by the purge). Internal
      * timers (call timeouts) have no target. */
     return kind == TK_FN || slot_mark_alive(target_mark(rt, target, NULL), target) ? GS_OK : GS_ENOENT;
+}
+
+int gs_read_timer(gs_runtime *rt, gs_timer t, int *ms_left)
+{
+    if (rt == NULL || ms_left == NULL)
+        return GS_EINVAL;
+    if (pid_tag(t) != rt->tag || rt->timers == NULL)
+        return GS_ENOENT;
+    timer_rec *r = pool_at(&rt->timers->recs, pid_index(t));
+    if (r == NULL)
+        return GS_ENOENT;
+    uint64_t gen = t >> 32;
+    /* A seqlock read on the record, which may be recycled under us: the
+     * state (acquire: the deadline and target were stored before PENDING
+     * was published), the fields, then the state again after an acquire
+     * fence. If a field read came from the record's next use, the fence
+     * pairs with rec_new's release fence and the second read sees the
+     * state that ended this timer; so an unchanged pending state means
+     * the fields were this timer's. */
+    uint64_t w = atomic_load_explicit(&r->state, memory_order_acquire);
+    if (!pending_as(w, gen))
+        return GS_ENOENT; /* fired, cancelled, or another timer's record now */
+    uint64_t deadline = atomic_load_explicit(&r->deadline_ns, memory_order_relaxed);
+    gs_pid target = atomic_load_explicit(&r->target, memory_order_relaxed);
+    uint8_t kind = atomic_load_explicit(&r->kind, memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);
+    if (!pending_as(atomic_load_explicit(&r->state, memory_order_relaxed), gen))
+        return GS_ENOENT;
+    /* A timer whose server is gone is gone too (as for gs_cancel_timer). */
+    if (kind != TK_FN && !slot_mark_alive(target_mark(rt, target, NULL), target))
+        return GS_ENOENT;
+    uint64_t now = deadline_clock_ns();
+    uint64_t left_ns = deadline > now ? deadline - now : 0;
+    *ms_left = (int)((left_ns + 999999u) / 1000000u); /* rounded up: never says sooner than it will fire */
+    return GS_OK;
 }
 
 int timers_arm_fn(gs_runtime *rt, uint64_t deadline_ns, void (*fn)(gs_runtime *, uint64_t, uint64_t), uint64_t a,

@@ -1,4 +1,4 @@
-/* Timers: gs_send_after, gs_cancel_timer, gs_set_idle_timeout. */
+/* Timers: gs_send_after, gs_cancel_timer, gs_read_timer, gs_set_idle_timeout. */
 #include "common.h"
 
 /* A collector records every timer message it gets. */
@@ -144,6 +144,38 @@ Test(timers, cancel_before_firing_means_never_delivered, .timeout = 20)
     cr_assert_eq(atomic_load(&nrecs), 50);
     for (int k = 0; k < 50; k++)
         cr_assert_eq(recs[k].value % 2, 1, "cancelled timer %lld was delivered", (long long)recs[k].value);
+    rt_free(rt);
+}
+
+Test(timers, read_timer_tells_the_time_left_until_it_fires_or_is_cancelled, .timeout = 20)
+{
+    reset();
+    gs_runtime *rt = rt_new(2);
+    gs_pid c = start_ok(rt, &collector_ops, NULL);
+    gs_timer soon, later, far;
+    cr_assert_eq(gs_send_after(rt, c, 1, NULL, 0, 150, &soon), GS_OK);
+    cr_assert_eq(gs_send_after(rt, c, 2, NULL, 0, 5000, &later), GS_OK);
+    cr_assert_eq(gs_send_after(rt, c, 3, NULL, 0, 600000, &far), GS_OK); /* held in the outbox */
+    int left = -1;
+    cr_assert_eq(gs_read_timer(rt, soon, &left), GS_OK);
+    cr_assert(left > 0 && left <= 150, "soon: %d ms left", left);
+    cr_assert_eq(gs_read_timer(rt, far, &left), GS_OK);
+    cr_assert(left > 599000 && left <= 600000, "far: %d ms left", left);
+    cr_assert_eq(gs_read_timer(rt, later, &left), GS_OK);
+    int first = left;
+    cr_assert(first > 4900 && first <= 5000, "later: %d ms left", first);
+    sleep_ms(60);
+    cr_assert_eq(gs_read_timer(rt, later, &left), GS_OK);
+    cr_assert(left <= first - 50 && left >= first - 1000, "later, 60 ms on: %d ms left (was %d)", left, first);
+    /* Fired: gone. */
+    cr_assert(wait_int_eq(&nrecs, 1, 5000));
+    cr_assert_eq(gs_read_timer(rt, soon, &left), GS_ENOENT);
+    /* Cancelled: gone. */
+    cr_assert_eq(gs_cancel_timer(rt, later), GS_OK);
+    cr_assert_eq(gs_read_timer(rt, later, &left), GS_ENOENT);
+    /* Its server stopped: gone. */
+    stop_ok(rt, c);
+    cr_assert_eq(gs_read_timer(rt, far, &left), GS_ENOENT);
     rt_free(rt);
 }
 
@@ -294,12 +326,19 @@ Test(timers, bad_arguments, .timeout = 10)
     cr_assert_eq(gs_send_after(rt, c, 1, "x", GS_MSG_MAX + 1, 1, &t), GS_EMSGSIZE);
     cr_assert_eq(gs_send_after(rt, GS_NOPID, 1, NULL, 0, 1, &t), GS_ENOPROC);
     cr_assert_eq(gs_send_after(rt, 0x123456789abcdefull, 1, NULL, 0, 1, &t), GS_ENOPROC);
+    int left;
+    cr_assert_eq(gs_read_timer(NULL, 1, &left), GS_EINVAL);
+    cr_assert_eq(gs_read_timer(rt, 1, NULL), GS_EINVAL);
+    cr_assert_eq(gs_read_timer(rt, 0, &left), GS_ENOENT);
+    cr_assert_eq(gs_read_timer(rt, 0xFFFFFFFFFFFFFFFFull, &left), GS_ENOENT);
     cr_assert_eq(gs_cancel_timer(NULL, 1), GS_EINVAL);
     cr_assert_eq(gs_cancel_timer(rt, 0), GS_ENOENT);
     cr_assert_eq(gs_cancel_timer(rt, 0xFFFFFFFFFFFFFFFFull), GS_ENOENT);
     uint64_t seed = 99;
-    for (int i = 0; i < 10000; i++)
+    for (int i = 0; i < 10000; i++) {
+        cr_assert_eq(gs_read_timer(rt, xorshift64(&seed), &left), GS_ENOENT);
         cr_assert_eq(gs_cancel_timer(rt, xorshift64(&seed)), GS_ENOENT);
+    }
     rt_free(rt);
 }
 

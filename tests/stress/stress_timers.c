@@ -8,7 +8,8 @@
  * short-lived threads that exit with timers held. A last phase keeps the
  * arming threads alive across runtime stops and starts: their record
  * caches (thread_cache.c) are detached by each stop and bound again to
- * the next runtime. */
+ * the next runtime. Every timer about to be cancelled is read first
+ * (gs_read_timer) while it may fire or its record be reused elsewhere. */
 #define _GNU_SOURCE
 #include <genserver.h>
 #include <pthread.h>
@@ -53,11 +54,17 @@ static int phase; /* 0: servers restarted meanwhile; 1: servers stay */
 
 static void cancel_one(uint32_t id, gs_timer t)
 {
-    int rc = gs_cancel_timer(rt, t);
+    /* Read while it may fire, be cancelled elsewhere or its record be
+     * reused: either its own time left (delays are under 41 ms) or gone. */
+    int left = -1;
+    int rc = gs_read_timer(rt, t, &left);
+    CHECKF(rc == GS_ENOENT || (rc == GS_OK && left >= 0 && left <= 41), "read: %s, %d ms", gs_strerror(rc), left);
+    rc = gs_cancel_timer(rt, t);
     CHECKF(rc == GS_OK || rc == GS_ENOENT, "cancel: %s", gs_strerror(rc));
     if (rc == GS_OK)
         atomic_store(&cancelled_ok[id], 1);
     CHECK(gs_cancel_timer(rt, t) == GS_ENOENT);
+    CHECK(gs_read_timer(rt, t, &left) == GS_ENOENT);
 }
 
 /* A timer handed to another thread to cancel: one slot per arming
