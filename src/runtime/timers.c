@@ -231,13 +231,28 @@ static bool pending_as(uint64_t w, uint64_t gen)
     return w == state_word(gen, TS_PENDING) || w == state_word(gen, TS_PENDING | ST_DRAINED);
 }
 
+/* The record a handle names (any generation), or NULL if it cannot name
+ * one of rt's. */
+static timer_rec *rec_of_handle(gs_runtime *rt, gs_timer t)
+{
+    if (pid_tag(t) != rt->tag || rt->timers == NULL)
+        return NULL;
+    return pool_at(&rt->timers->recs, pid_index(t));
+}
+
+/* Whether a pending timer still counts: its server lives (internal
+ * timers, call timeouts, have none). One whose server died is harmless
+ * already; its record is freed by the purge. */
+static bool timer_target_lives(gs_runtime *rt, uint8_t kind, gs_pid target)
+{
+    return kind == TK_FN || slot_mark_alive(target_mark(rt, target, NULL), target);
+}
+
 int gs_cancel_timer(gs_runtime *rt, gs_timer t)
 {
     if (rt == NULL)
         return GS_EINVAL;
-    if (pid_tag(t) != rt->tag || rt->timers == NULL)
-        return GS_ENOENT;
-    timer_rec *r = pool_at(&rt->timers->recs, pid_index(t));
+    timer_rec *r = rec_of_handle(rt, t);
     if (r == NULL)
         return GS_ENOENT;
     uint64_t gen = t >> 32;
@@ -265,19 +280,15 @@ int gs_cancel_timer(gs_runtime *rt, gs_timer t)
      * thread next wakes, perhaps for hours. */
     if (w & ST_DRAINED)
         submit(rt->timers, r, 0);
-    /* The target's death already made the timer harmless: report it as
-     * gone, as promised (its record is freed by the purge). Internal
-     * timers (call timeouts) have no target. */
-    return kind == TK_FN || slot_mark_alive(target_mark(rt, target, NULL), target) ? GS_OK : GS_ENOENT;
+    /* A dead target's timer is reported gone, as promised. */
+    return timer_target_lives(rt, kind, target) ? GS_OK : GS_ENOENT;
 }
 
 int gs_read_timer(gs_runtime *rt, gs_timer t, int *ms_left)
 {
     if (rt == NULL || ms_left == NULL)
         return GS_EINVAL;
-    if (pid_tag(t) != rt->tag || rt->timers == NULL)
-        return GS_ENOENT;
-    timer_rec *r = pool_at(&rt->timers->recs, pid_index(t));
+    timer_rec *r = rec_of_handle(rt, t);
     if (r == NULL)
         return GS_ENOENT;
     uint64_t gen = t >> 32;
@@ -297,8 +308,7 @@ int gs_read_timer(gs_runtime *rt, gs_timer t, int *ms_left)
     atomic_thread_fence(memory_order_acquire);
     if (!pending_as(atomic_load_explicit(&r->state, memory_order_relaxed), gen))
         return GS_ENOENT;
-    /* A timer whose server is gone is gone too (as for gs_cancel_timer). */
-    if (kind != TK_FN && !slot_mark_alive(target_mark(rt, target, NULL), target))
+    if (!timer_target_lives(rt, kind, target))
         return GS_ENOENT;
     uint64_t now = deadline_clock_ns();
     uint64_t left_ns = deadline > now ? deadline - now : 0;
