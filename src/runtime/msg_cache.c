@@ -31,7 +31,7 @@ static void take_returned(msg_cache *c)
         return;
     c->nlocal += atomic_exchange_explicit(&c->nreturned, 0, memory_order_relaxed); /* a hint */
     msg *tail = chain;
-    if (c->local != NULL) { /* only from trim: the list is short then */
+    if (c->local != NULL) { /* only from trim, in a lull: a walk of the chain is fine then */
         while (next_of(tail) != NULL)
             tail = next_of(tail);
         atomic_store_explicit(&tail->node.next, (mbox_node *)c->local, memory_order_relaxed);
