@@ -87,6 +87,50 @@ Test(timers, many_timers_each_fire_at_or_after_their_deadline, .timeout = 30)
     rt_free(rt);
 }
 
+/* Timers due together wake parked workers: the timer thread hands the
+ * servers it makes runnable to the workers in batches of up to 32 with one
+ * wake-up each (run_batch in scheduler.c); a batch whose wake-up were lost
+ * would sit in the global queue while both workers sleep. 300 servers,
+ * one timer each, all due at once, after the workers have gone idle;
+ * five rounds, so that the batches meet workers parked, spinning and
+ * busy. */
+#define FANOUT 300
+static atomic_int fanout_got;
+static _Atomic int64_t fanout_late_max_ns;
+static int fanout_info(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    int64_t due;
+    memcpy(&due, m->data, sizeof due);
+    int64_t late = now_ns() - due;
+    int64_t was = atomic_load(&fanout_late_max_ns);
+    while (late > was && !atomic_compare_exchange_weak(&fanout_late_max_ns, &was, late))
+        ;
+    atomic_fetch_add(&fanout_got, 1);
+    return GS_OK;
+}
+
+static const gs_server_ops fanout_ops = {.name = "fanout", .handle_info = fanout_info};
+
+Test(timers, timers_due_together_wake_parked_workers, .timeout = 60)
+{
+    gs_runtime *rt = rt_new(2);
+    static gs_pid pids[FANOUT];
+    for (int i = 0; i < FANOUT; i++)
+        pids[i] = start_ok(rt, &fanout_ops, NULL);
+    for (int round = 0; round < 5; round++) {
+        atomic_store(&fanout_got, 0);
+        atomic_store(&fanout_late_max_ns, INT64_MIN);
+        sleep_ms(20 + 10 * round); /* the workers park (or spin, in the shorter gaps) */
+        int64_t due = now_ns() + 30 * 1000000LL;
+        for (int i = 0; i < FANOUT; i++)
+            cr_assert_eq(gs_send_after(rt, pids[i], 1, &due, sizeof due, 30, NULL), GS_OK);
+        cr_assert(wait_int_eq(&fanout_got, FANOUT, 10000), "round %d: %d of %d delivered", round,
+                  atomic_load(&fanout_got), FANOUT);
+        cr_assert_geq(atomic_load(&fanout_late_max_ns), 0, "round %d: a timer fired early", round);
+    }
+    rt_free(rt);
+}
+
 /* A server arms timers to itself from a callback and then its worker
  * idles. Those due HOLD_AHEAD_NS (4 ms) or more ahead, armed while the
  * timer thread sleeps until an earlier deadline, wait in the worker's
