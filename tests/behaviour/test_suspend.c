@@ -497,3 +497,56 @@ Test(suspend, call_times_out_while_every_worker_is_stuck, .timeout = 30)
                  gs_strerror(atomic_load(&stuck_rc)), (long long)atomic_load(&stuck_took_ms));
     rt_free(rt);
 }
+
+/* ---- many suspended calls time out together ---------------------------
+ * The timer thread fires their timeouts in one pass and hands the
+ * resumed callers to the workers in batches (run_batch in scheduler.c).
+ * 300 servers call a server that never answers, with a 30 ms timeout,
+ * all at once; five rounds: every call ends with GS_ETIMEDOUT, none
+ * early, and every caller is resumed. */
+#define TOGETHER 300
+static atomic_int together_done, together_bad_rc, together_early;
+static _Atomic gs_pid together_sink;
+
+static int never_answers(gs_ctx *ctx, void *state, const gs_msg *m, gs_from from)
+{
+    return GS_NOREPLY; /* and forgets `from`: the caller's timeout ends the call */
+}
+
+static const gs_server_ops never_answers_ops = {.name = "never-answers", .handle_call = never_answers};
+
+static int together_cast(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    int64_t v = 0, t0 = now_ns();
+    int rc = gs_call(gs_ctx_runtime(ctx), atomic_load(&together_sink), HOLD, NULL, 0, &v, sizeof v, NULL, 30);
+    if (rc != GS_ETIMEDOUT)
+        atomic_fetch_add(&together_bad_rc, 1);
+    if (now_ns() - t0 < 30 * 1000000LL)
+        atomic_fetch_add(&together_early, 1);
+    atomic_fetch_add(&together_done, 1);
+    return GS_OK;
+}
+
+static const gs_server_ops together_ops = {.name = "together", .handle_cast = together_cast};
+
+Test(suspend, many_suspended_calls_time_out_together, .timeout = 60)
+{
+    gs_runtime *rt = rt_new(2);
+    atomic_store(&together_sink, start_ok(rt, &never_answers_ops, NULL));
+    static gs_pid pids[TOGETHER];
+    for (int i = 0; i < TOGETHER; i++)
+        pids[i] = start_ok(rt, &together_ops, NULL);
+    for (int round = 0; round < 5; round++) {
+        atomic_store(&together_done, 0);
+        atomic_store(&together_bad_rc, 0);
+        atomic_store(&together_early, 0);
+        sleep_ms(10 * round); /* the workers park, or not */
+        for (int i = 0; i < TOGETHER; i++)
+            cr_assert_eq(gs_cast(rt, pids[i], GO, NULL, 0), GS_OK);
+        cr_assert(wait_int_eq(&together_done, TOGETHER, 10000), "round %d: %d of %d calls ended", round,
+                  atomic_load(&together_done), TOGETHER);
+        cr_assert_eq(atomic_load(&together_bad_rc), 0, "round %d: a call did not time out", round);
+        cr_assert_eq(atomic_load(&together_early), 0, "round %d: a call timed out early", round);
+    }
+    rt_free(rt);
+}
