@@ -6,16 +6,15 @@
  * late.
  *
  * Design: WHEEL_LEVELS levels of 64 slots; level L has a granularity of
- * 64^L ticks. A timer goes to the level of the highest 6-bit digit in
- * which its deadline differs from `now` (deadline XOR now), into the slot
- * given by the deadline's digit at that level; except that level 0 also
- * takes the next block of 64 ticks, level 1 the next block of 4,096 and
- * level 2 the next block of 262,144 (each block's parity picks its
- * parts), see "moving the next blocks' timers down" below.
+ * 64^L ticks. A timer goes to the lowest level L whose block (64^(L+1)
+ * ticks, L's span) is now's block or the next one (each block's parity
+ * picks its parts), into the slot given by the deadline's digit at that
+ * level; see "moving the next blocks' timers down" below. The top level
+ * (10, above 2^60 ticks) has one block only and takes what is further.
  * Consequences:
- *   - at level L > 2 the deadline's digit is above now's digit, so the
- *     search for the next slot never wraps around (levels 0-2 search
- *     now's block from now's digit on, then the next block's half);
+ *   - the search for the next slot of a level looks in now's block from
+ *     now's digit on, then in the next block's half (at the top level the
+ *     deadline's digit is above now's digit: no wrap-around either);
  *   - a level-0 part and a level-1 part hold timers of exactly one tick.
  * When the clock reaches an occupied slot at level L > 0 its timers are
  * re-inserted relative to the new now (cascading): each lands in a lower
@@ -45,22 +44,21 @@
 #include <stddef.h>
 #include <sys/mman.h>
 
-#define BLOCK1_BITS (2 * WHEEL_LEVEL_BITS) /* level 1 spans 4,096 ticks */
-#define BLOCK2_BITS (3 * WHEEL_LEVEL_BITS) /* level 2 spans 262,144 ticks */
-#define TWO_BLOCK_LEVELS 3u                /* levels 0-2 hold now's block and the next */
+#define TWO_BLOCK_LEVELS WHEEL_TWO_BLOCK_LEVELS
 
-/* deadline >= now. Levels 0, 1 and 2 take now's block (of 64, 4,096 and
- * 262,144 ticks) and the next. */
+/* The bits of a level's block: 64^(level+1) ticks. */
+static inline unsigned block_bits(unsigned level)
+{
+    return (level + 1) * WHEEL_LEVEL_BITS;
+}
+
+/* deadline >= now: the lowest level whose block is now's or the next. */
 static inline unsigned level_for(uint64_t now, uint64_t deadline)
 {
-    if ((deadline >> WHEEL_LEVEL_BITS) <= (now >> WHEEL_LEVEL_BITS) + 1)
-        return 0;
-    if ((deadline >> BLOCK1_BITS) <= (now >> BLOCK1_BITS) + 1)
-        return 1;
-    if ((deadline >> BLOCK2_BITS) <= (now >> BLOCK2_BITS) + 1)
-        return 2;
-    unsigned significant = 63u - (unsigned)__builtin_clzll(now ^ deadline); /* a bit >= 18 differs */
-    return significant / WHEEL_LEVEL_BITS;
+    for (unsigned l = 0; l < TWO_BLOCK_LEVELS; l++)
+        if ((deadline >> block_bits(l)) <= (now >> block_bits(l)) + 1)
+            return l;
+    return TWO_BLOCK_LEVELS; /* the top level: beyond the next 2^60-tick block */
 }
 
 static inline unsigned slot_for(uint64_t deadline, unsigned level)
@@ -69,15 +67,15 @@ static inline unsigned slot_for(uint64_t deadline, unsigned level)
 }
 
 /* The part of a slot: the top bits of the next lower digit; at level 0
- * the parity of the deadline's 64-tick block; at levels 1 and 2 that
- * digit plus 64 times the parity of its block (4,096 or 262,144 ticks). */
+ * the parity of the deadline's 64-tick block; at levels 1 to 9 that
+ * digit plus 64 times the parity of the level's block. */
 static inline unsigned part_for(uint64_t deadline, unsigned level)
 {
     if (level == 0)
         return (unsigned)(deadline >> WHEEL_LEVEL_BITS) & 1;
     unsigned sub = (unsigned)(deadline >> (level * WHEEL_LEVEL_BITS - WHEEL_SUB_BITS)) & (WHEEL_SUBS - 1);
     if (level < TWO_BLOCK_LEVELS)
-        sub |= ((unsigned)(deadline >> ((level + 1) * WHEEL_LEVEL_BITS)) & 1) << WHEEL_SUB_BITS;
+        sub |= ((unsigned)(deadline >> block_bits(level)) & 1) << WHEEL_SUB_BITS;
     return sub;
 }
 
@@ -189,16 +187,16 @@ typedef struct place {
 static bool two_block_next(const wheel *w, unsigned l, place *out)
 {
     unsigned shift = l * WHEEL_LEVEL_BITS; /* of the slot digit */
-    unsigned block_bits = shift + WHEEL_LEVEL_BITS;
-    unsigned cur = (unsigned)(w->now >> block_bits) & 1;
+    unsigned bits = block_bits(l);         /* at most 60 */
+    unsigned cur = (unsigned)(w->now >> bits) & 1;
     unsigned now_digit = (unsigned)(w->now >> shift) & (WHEEL_SLOTS - 1);
-    uint64_t block = w->now & ~((UINT64_C(1) << block_bits) - 1);
+    uint64_t block = w->now & ~((UINT64_C(1) << bits) - 1);
     uint64_t here = w->occupied_by_parity[l][cur] & (~UINT64_C(0) << now_digit);
     unsigned par = cur;
     if (here == 0) {
         here = w->occupied_by_parity[l][cur ^ 1];
         par = cur ^ 1;
-        block += UINT64_C(1) << block_bits;
+        block += UINT64_C(1) << bits;
         if (here == 0)
             return false;
     }
@@ -246,38 +244,44 @@ static bool level_next(const wheel *w, unsigned l, place *out)
  * due at its start; cascading it then held everything due meanwhile up:
  * 4-5 ms for a level-2 part and 23 ms for a level-3 part in W7 in a
  * runtime old enough for its deadlines to cross a 4,096- or
- * 262,144-tick boundary (gsbench timers age_ms=...). So levels 0, 1 and 2
- * also take the block after now's (64, 4,096 and 262,144 ticks), and the
- * timers of higher levels due in those blocks are moved down while the
- * clock is still in the block before: PRECASCADE_STEP timers per advance,
- * between firings, with wheel_next_tick asking for an advance at once
- * until none is left. Sources, in the order taken: the level-3 slot and
- * the level-4 part of the next 262,144-tick block (into level 2), the
- * level-2 slot of the next 4,096-tick block (into level 1), and the
- * level-2 part of the next 64-tick block (into level 0; empty unless the
- * others were not done in time). Parts of levels 5 and up still cascade
- * when due: timers armed over 4.6 hours ahead, at 16.7 M-tick boundaries
- * (every 4.6 hours) or rarer. */
+ * 262,144-tick boundary (gsbench timers age_ms=...), and 5 ms for a
+ * million timers in one level-5 part (the wheel alone) where deadlines
+ * crossed a 2^30-tick boundary. So every level but the top also takes
+ * the block after now's, and the timers due in a level's next block are
+ * moved down into it while the clock is still in the block before:
+ * PRECASCADE_STEP timers per advance, between firings, with
+ * wheel_next_tick asking for an advance at once until none is left.
+ * The next block of level L (64^(L+1) ticks) is one slot of level L+1,
+ * which two-block levels leave holding only that block's timers; the
+ * sources are taken nearest first (level 1's next 4,096-tick block from
+ * a level-2 slot, then level 2's from a level-3 slot, and so on up to
+ * level 9's from a level-10 slot), so a big far move never holds up a
+ * near one. Each timer moves down at most once per level. A list still
+ * holding timers when it comes due (the clock jumped, or the moves fell
+ * behind) cascades then, counted in cascaded_when_due. Level 0's next
+ * 64-tick block needs no move: level 1's parts hold one tick each and
+ * fire in place; a level-2 part (64 ticks) of it, left over when level 1's
+ * move fell behind, is moved first of all. */
 
 #define PRECASCADE_STEP 256u
 
 /* The head of (level, slot, part) if it holds a timer due in the block
- * of `block_bits` bits that starts at `block`, else NULL. Every timer of
+ * of `bits` bits that starts at `block`, else NULL. Every timer of
  * such a list is due in that block (the slot and part are its digits, and
  * a timer at a level agrees with now above that level's digit); the first
  * one is checked all the same, so that a broken invariant shows as a
  * late cascade, not as a thread told forever that there is work now. */
 static wheel_timer *due_in_block(const wheel *w, unsigned level, unsigned slot, unsigned part, uint64_t block,
-                                 unsigned block_bits)
+                                 unsigned bits)
 {
     if (!part_set(w, level, slot, part))
         return NULL;
     wheel_timer *head = (wheel_timer *)&w->heads[level][slot][part];
-    return (head->next->deadline >> block_bits) == (block >> block_bits) ? head : NULL;
+    return (head->next->deadline >> bits) == (block >> bits) ? head : NULL;
 }
 
 /* The first non-empty part of (level, slot) among those of block parity
- * `par` (levels 1 and 2: the parts of one block), or of any (others). */
+ * `par` (two-block levels: the parts of one block), or of any (the top). */
 static bool first_part(const wheel *w, unsigned level, unsigned slot, unsigned par, unsigned *part)
 {
     uint64_t bits = level < TWO_BLOCK_LEVELS ? w->parts[level][slot][par] : w->parts[level][slot][0];
@@ -287,23 +291,31 @@ static bool first_part(const wheel *w, unsigned level, unsigned slot, unsigned p
     return true;
 }
 
+/* A list holding timers of level L's next block, in level L+1's slot for
+ * that block, or NULL. */
+static wheel_timer *next_block_source(const wheel *w, unsigned level)
+{
+    unsigned bits = block_bits(level), up = level + 1;
+    uint64_t next = ((w->now >> bits) + 1) << bits;
+    if (next == 0)
+        return NULL; /* now is in the last such block of the clock's range */
+    if (w->occupied[up] == 0)
+        return NULL; /* the usual case above the first levels: one test */
+    unsigned slot = slot_for(next, up), part;
+    unsigned par = up < TWO_BLOCK_LEVELS ? (unsigned)(next >> block_bits(up)) & 1 : 0;
+    if (!first_part(w, up, slot, par, &part))
+        return NULL;
+    return due_in_block(w, up, slot, part, next, bits);
+}
+
 /* A list holding timers that may move down now, or NULL. */
 static wheel_timer *precascade_source(const wheel *w)
 {
-    wheel_timer *head;
-    unsigned part;
-    uint64_t next2 = ((w->now >> BLOCK2_BITS) + 1) << BLOCK2_BITS; /* next 262,144-tick block */
-    unsigned s3 = slot_for(next2, 3);
-    if (first_part(w, 3, s3, 0, &part) && (head = due_in_block(w, 3, s3, part, next2, BLOCK2_BITS)) != NULL)
-        return head;
-    if ((head = due_in_block(w, 4, slot_for(next2, 4), part_for(next2, 4), next2, BLOCK2_BITS)) != NULL)
-        return head;
-    uint64_t next1 = ((w->now >> BLOCK1_BITS) + 1) << BLOCK1_BITS; /* next 4,096-tick block */
-    unsigned s2 = slot_for(next1, 2), par1 = (unsigned)(next1 >> BLOCK2_BITS) & 1;
-    if (first_part(w, 2, s2, par1, &part) && (head = due_in_block(w, 2, s2, part, next1, BLOCK1_BITS)) != NULL)
-        return head;
     uint64_t next0 = (w->now | (WHEEL_SLOTS - 1)) + 1; /* next 64-tick block */
-    return due_in_block(w, 2, slot_for(next0, 2), part_for(next0, 2), next0, WHEEL_LEVEL_BITS);
+    wheel_timer *head = due_in_block(w, 2, slot_for(next0, 2), part_for(next0, 2), next0, WHEEL_LEVEL_BITS);
+    for (unsigned l = 1; head == NULL && l < TWO_BLOCK_LEVELS; l++)
+        head = next_block_source(w, l);
+    return head;
 }
 
 static void precascade(wheel *w)
@@ -334,12 +346,43 @@ static bool next_place(const wheel *w, unsigned from, place *out)
     return found;
 }
 
+/* When the clock must next come to list p, a level's first: for a list
+ * above level 1 in a later slot than now's, as its slot's block becomes
+ * the next block of the level below, so that it is moved down ahead of
+ * time (precascade_source then finds it); for a level-2 part in now's
+ * slot, the 64 ticks before it (the leftover move into level 0); else
+ * when it comes due. Without this an idle thread slept until far timers
+ * came due, and cascaded them whole then. */
+static uint64_t visit_tick(const wheel *w, const place *p)
+{
+    if (p->level < 2)
+        return p->tick; /* parts of one tick: they fire in place */
+    unsigned shift = p->level * WHEEL_LEVEL_BITS; /* a slot of level L: the block of level L-1 */
+    uint64_t slot_start = p->tick & ~((UINT64_C(1) << shift) - 1);
+    uint64_t ahead;
+    if (slot_start > w->now)
+        ahead = slot_start - (UINT64_C(1) << shift);
+    else if (p->level == 2)
+        ahead = p->tick > WHEEL_SLOTS ? p->tick - WHEEL_SLOTS : 0;
+    else
+        return p->tick;
+    return ahead > w->now ? ahead : w->now;
+}
+
 uint64_t wheel_next_tick(const wheel *w)
 {
     if (precascade_source(w) != NULL)
         return w->now; /* timers to move down: work now */
-    place p = {0, 0, 0, 0};
-    return next_place(w, 0, &p) ? p.tick : UINT64_MAX;
+    uint64_t next = UINT64_MAX;
+    for (unsigned l = 0; l < WHEEL_LEVELS; l++) {
+        place p = {0, 0, 0, 0};
+        if (level_next(w, l, &p)) {
+            uint64_t t = visit_tick(w, &p);
+            if (t < next)
+                next = t;
+        }
+    }
+    return next;
 }
 
 uint64_t wheel_advance(wheel *w, uint64_t now, wheel_fire_fn fire, void *ctx)
@@ -363,6 +406,7 @@ uint64_t wheel_advance(wheel *w, uint64_t now, wheel_fire_fn fire, void *ctx)
                 fire(t, ctx);
             } else {
                 link_timer(w, t); /* cascade to a lower level */
+                w->cascaded_when_due++;
             }
         }
     }

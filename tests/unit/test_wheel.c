@@ -156,6 +156,7 @@ Test(wheel, never_early_never_late_per_tick, .timeout = 30)
                          (unsigned long)log.items[i].deadline, (unsigned long)now);
     }
     cr_assert_eq(w->count, 0);
+    cr_assert_eq(w->cascaded_when_due, 0, "every list above level 1 was moved down ahead of time");
     free(log.items);
     wheel_free(w);
 }
@@ -221,6 +222,7 @@ static void check_moved_down_ahead(uint64_t from, uint64_t span, uint64_t before
             cr_assert_eq(log.items[i].deadline, now);
     }
     cr_assert_eq(w->count, 0);
+    cr_assert_eq(w->cascaded_when_due, 0, "nothing was left to cascade when due");
     free(log.items);
     wheel_free(w);
 }
@@ -247,10 +249,64 @@ Test(wheel, level3_slot_moves_down_in_the_block_before, .timeout = 60)
     check_moved_down_ahead(524288, 4096, 262144, 3, 2);
 }
 
-Test(wheel, level4_part_moves_down_in_the_block_before, .timeout = 60)
+Test(wheel, next_2_24_block_moves_down_in_the_block_before, .timeout = 60)
 {
-    /* Due in the first 4,096 ticks after 2^24 (level 4, slot 1, part 0):
-     * moved to level 2 while the clock is in the 262,144-tick block
-     * before. */
-    check_moved_down_ahead(UINT64_C(1) << 24, 4096, (UINT64_C(1) << 24) - 262144, 4, 1);
+    /* Due in the first 4,096 ticks after 2^24: level 3 holds them in its
+     * next-block half (slot 0, parity 1); moved to level 2 while the
+     * clock is in the 262,144-tick block before. */
+    check_moved_down_ahead(UINT64_C(1) << 24, 4096, (UINT64_C(1) << 24) - 262144, 3, 0);
+}
+
+/* Drives the clock the way an otherwise idle timer thread does: straight
+ * to wheel_next_tick each time. Checks that every timer fires exactly at
+ * its tick, that nothing had to cascade when due (far lists were visited
+ * and moved down ahead of time), and that the visits are not a busy loop. */
+static void check_idle_clock(uint64_t now, int n, uint64_t from, uint64_t span)
+{
+    static test_timer timers[20000];
+    cr_assert_leq(n, 20000);
+    wheel *w = wheel_new(now);
+    cr_assert_not_null(w);
+    for (int i = 0; i < n; i++) {
+        timers[i] = (test_timer){.id = i, .pending = true, .deadline = from + (rnd() % span)};
+        wheel_insert(w, &timers[i].wt, timers[i].deadline);
+    }
+    fire_log log = {0};
+    size_t fired = 0, visits = 0;
+    /* moves: n per level at most, PRECASCADE_STEP (256) per visit; and a
+     * visit per distinct deadline and per list met on the way down */
+    size_t cap = (size_t)n * 11 / 256 + (size_t)n * 2 + 1000;
+    for (;;) {
+        uint64_t next = wheel_next_tick(w);
+        if (next == UINT64_MAX)
+            break;
+        cr_assert_geq(next, w->now, "the next tick is never in the past");
+        log.count = 0;
+        log.advancing_to = next;
+        fired += wheel_advance(w, next, log_fire, &log);
+        for (size_t i = 0; i < log.count; i++)
+            cr_assert_eq(log.items[i].deadline, next, "timer %d due at %lu fired at %lu", log.items[i].id,
+                         (unsigned long)log.items[i].deadline, (unsigned long)next);
+        cr_assert_lt(++visits, cap, "%zu visits for %d timers: a busy loop", visits, n);
+    }
+    cr_assert_eq(fired, (size_t)n);
+    cr_assert_eq(w->count, 0);
+    cr_assert_eq(w->cascaded_when_due, 0, "%lu timers cascaded when due", (unsigned long)w->cascaded_when_due);
+    free(log.items);
+    wheel_free(w);
+}
+
+Test(wheel, idle_clock_moves_far_timers_down_ahead, .timeout = 60)
+{
+    /* Over a 2^30-tick boundary, all in one 2^24-tick part of the level
+     * above (before every level but the top took two blocks: level 5,
+     * cascaded whole when due). */
+    check_idle_clock(0, 20000, UINT64_C(1) << 30, UINT64_C(1) << 24);
+    /* Over a 2^24-tick boundary (level 3's next block). */
+    check_idle_clock(0, 20000, (UINT64_C(1) << 24) - 1000, 300000);
+    /* From an unaligned now, anywhere within a week (the longest
+     * timeout), across the 2^30 boundary. */
+    check_idle_clock(1000000007u, 20000, 1000000007u, UINT64_C(604800000));
+    /* A few, far apart: each visited on its way down, none busy. */
+    check_idle_clock(12345, 50, 12345, UINT64_C(1) << 34);
 }
