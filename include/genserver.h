@@ -349,6 +349,22 @@ typedef uint64_t gs_timer;
 int gs_send_after(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len, int delay_ms,
                   gs_timer *out);
 
+/* An interval timer (timer:send_interval): delivers a copy of (tag, data,
+ * len) to `to`'s handle_info every interval_ms, the first after
+ * interval_ms, with sender GS_NOPID, until cancelled or `to` stops. Each
+ * tick is due one interval after the last tick's deadline, so ticks do
+ * not drift; a tick is never early. If the runtime was held up for a
+ * whole interval, the ticks missed are skipped, not sent in a burst.
+ * gs_cancel_timer ends it (GS_OK while it runs) and drops its ticks still
+ * queued: a server that cancels its own interval timer never handles a
+ * tick of it afterwards (a cancel from another thread may meet a tick
+ * already being handled). gs_read_timer gives the time to the next tick.
+ * Any thread. Returns GS_OK, GS_ENOPROC (`to` is not a live server),
+ * GS_EINVAL (rt NULL, data NULL with len > 0, a runtime tag, interval_ms
+ * below 1 or above GS_TIMEOUT_MAX_MS), GS_EMSGSIZE, GS_ENOMEM. */
+int gs_send_interval(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len, int interval_ms,
+                     gs_timer *out);
+
 /* Cancels a timer. Returns GS_OK if it was cancelled before firing (its
  * message will never be delivered, and its memory is freed soon, not at
  * its deadline), GS_ENOENT if it already fired, was

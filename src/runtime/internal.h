@@ -50,6 +50,7 @@ enum msg_kind {
     MSG_UNLINK,    /* data: the unlinking pid */
     MSG_EXIT,      /* tag GS_TAG_EXIT, data gs_exit_signal */
     MSG_KILL,      /* wakes a killed server (the flag is in ctl) */
+    MSG_TICK,      /* an interval timer's tick: ticket names the timer (see timers_tick_current) */
 };
 
 /* A reply ticket: which reply slot, and which use of it. */
@@ -427,6 +428,9 @@ uint32_t timers_records_made(gs_runtime *rt); /* records the pool holds, free or
  * the timer thread looks at it within DEFER_CHECK_NS or so. */
 void timers_notice_deferral(gs_runtime *rt);
 int timers_arm_idle(proc *p, uint64_t deadline_ns, gs_timer *out);
+/* Whether the interval timer that sent tick m (MSG_TICK) is still pending:
+ * a tick of a cancelled or purged one is dropped unhandled. */
+bool timers_tick_current(gs_runtime *rt, const msg *m);
 /* Calls fn(rt, a, b) on the timer thread at deadline_ns (unless cancelled). */
 int timers_arm_fn(gs_runtime *rt, uint64_t deadline_ns, void (*fn)(gs_runtime *, uint64_t, uint64_t), uint64_t a,
                   uint64_t b, gs_timer *out);

@@ -49,7 +49,7 @@ msg *msg_new(gs_runtime *rt, uint8_t kind, uint32_t tag, const void *data, size_
  * requests and runtime bookkeeping are never refused. */
 static bool bounded_kind(uint8_t kind)
 {
-    return kind == MSG_CAST || kind == MSG_CALL || kind == MSG_INFO;
+    return kind == MSG_CAST || kind == MSG_CALL || kind == MSG_INFO || kind == MSG_TICK;
 }
 
 /* Pushes m to p, on which the caller holds a reference (ctl word w),

@@ -242,6 +242,7 @@ static void dispatch(proc *p, msg *m)
                       server_name(p), m->tag);
         break;
     case MSG_INFO:
+    case MSG_TICK:
         if (ops->handle_info != NULL)
             apply_return(p, ops->handle_info(ctx_of(p), p->state, &gm), "handle_info");
         break;
@@ -428,7 +429,7 @@ static bool drop_oldest(proc *p, const msg *m, unsigned taken)
 {
     proc_opts *o = p->extra != NULL ? p->extra->opts : NULL;
     if (o == NULL || o->mailbox_max == 0 || o->overflow != GS_OVERFLOW_DROP_OLDEST ||
-        (m->kind != MSG_CAST && m->kind != MSG_INFO))
+        (m->kind != MSG_CAST && m->kind != MSG_INFO && m->kind != MSG_TICK))
         return false;
     int64_t waiting = (int64_t)proc_mailbox_len(p) - (int64_t)taken;
     if (waiting <= (int64_t)o->mailbox_max)
@@ -483,6 +484,10 @@ bool server_run(proc *p)
         }
         msg *m = (msg *)node;
         if (drop_oldest(p, m, n))
+            continue;
+        /* A tick of an interval timer cancelled since it was sent: as if
+         * it never came (it counts as no activity either). */
+        if (m->kind == MSG_TICK && !timers_tick_current(proc_rt(p), m))
             continue;
         if (p->extra != NULL && p->extra->idle_ms != 0 && m->kind != MSG_IDLE) {
             if (turn_ns == 0)

@@ -48,7 +48,7 @@ typedef struct timer_rec {
     _Atomic uint32_t free_link;
     uint32_t tag;         /* TK_SEND with the payload inline */
     _Atomic uint8_t kind; /* TK_*; atomic: gs_cancel_timer reads it like target */
-    uint8_t msg_kind;     /* TK_SEND: MSG_INFO or MSG_IDLE */
+    uint8_t msg_kind;     /* TK_SEND: MSG_INFO, MSG_IDLE, or MSG_TICK (an interval timer) */
     uint8_t len;          /* of the inline payload */
     /* One byte: the arming thread sets inline_data before it publishes the
      * record; the timer thread alone writes the rest afterwards. */
@@ -68,6 +68,13 @@ typedef struct timer_rec {
         } call;       /* TK_FN */
         msg *m;       /* TK_SEND, payload too big to sit inline */
         unsigned char data[TIMER_INLINE_MAX]; /* TK_SEND, inline */
+        /* TK_SEND with msg_kind MSG_TICK (never inline): the message each
+         * tick copies (m's place, so rec_recycle frees it as m), and the
+         * interval between deadlines. */
+        struct {
+            msg *tmpl;
+            uint64_t interval_ns;
+        } tick;
     } u;
 } timer_rec;
 

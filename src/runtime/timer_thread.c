@@ -159,6 +159,36 @@ static void retry_later(gs_runtime *rt, timer_rec *r, uint64_t now)
     r->where = AT_WHEEL;
 }
 
+/* An interval timer came due: send a copy of its message and file it
+ * again, still pending, for its next deadline. Its state does not change,
+ * so there is no race with a cancel here: a cancel that comes after this
+ * tick was sent is met where the tick is handled (timers_tick_current:
+ * the tick names the timer's record and generation, and a server drops a
+ * tick whose timer is no longer pending). The next deadline is the last
+ * one plus the interval, so ticks do not drift; if that has passed too
+ * (the runtime was held up for a whole interval), the missed ticks are
+ * skipped rather than sent in a burst. A dead target's timer keeps its
+ * place until the purge its exit asked for takes it. */
+static void fire_tick(gs_runtime *rt, timer_rec *r, uint64_t gen, uint64_t now)
+{
+    timer_service *ts = rt->timers;
+    const msg *tmpl = r->u.tick.tmpl;
+    msg *m = msg_cache_new(rt, &ts->msgs, MSG_TICK, r->tag, tmpl->data, tmpl->len);
+    if (m == NULL) {
+        retry_later(rt, r, now);
+        return;
+    }
+    m->ticket = (ticket){.slot = r->idx, .seq = gen};
+    (void)msg_send(rt, atomic_load_explicit(&r->target, memory_order_relaxed), m); /* frees m if gone */
+    uint64_t interval = r->u.tick.interval_ns;
+    uint64_t next = atomic_load_explicit(&r->deadline_ns, memory_order_relaxed) + interval;
+    if (next <= now)
+        next = now + interval;
+    atomic_store_explicit(&r->deadline_ns, next, memory_order_relaxed); /* gs_read_timer reads it */
+    wheel_insert(ts->wheel, &r->wt, tick_of_ns(ts, next));
+    r->where = AT_WHEEL;
+}
+
 /* r is due (its deadline has passed) and out of the wheel and buckets. */
 static void fire(gs_runtime *rt, timer_rec *r, uint64_t now)
 {
@@ -170,6 +200,10 @@ static void fire(gs_runtime *rt, timer_rec *r, uint64_t now)
         return;
     }
     uint8_t kind = atomic_load_explicit(&r->kind, memory_order_relaxed);
+    if (kind == TK_SEND && r->msg_kind == MSG_TICK) {
+        fire_tick(rt, r, w >> ST_GEN_SHIFT, now);
+        return;
+    }
     msg *m = NULL;
     if (kind == TK_SEND) {
         /* The message first, so that an allocation failure leaves the

@@ -164,9 +164,11 @@ static void rec_publish(gs_runtime *rt, timer_arming *a, timer_rec *r, uint64_t 
 /* Arms a TK_SEND timer delivering (msg_kind, tag, data, len) to pid, whose
  * slot mark is `mark` (read as `seen`). `hold`: its deadline is at least
  * HOLD_AHEAD_NS away, so it may wait in the arming thread's outbox
- * (timer_outbox.c). */
+ * (timer_outbox.c). msg_kind MSG_TICK: an interval timer, due again every
+ * interval_ns (timer_thread.c, fire_tick). */
 static int arm_send(gs_runtime *rt, _Atomic uint64_t *mark, uint64_t seen, gs_pid pid, uint8_t msg_kind,
-                    uint32_t tag, const void *data, size_t len, uint64_t deadline_ns, bool hold, gs_timer *out)
+                    uint32_t tag, const void *data, size_t len, uint64_t deadline_ns, uint64_t interval_ns, bool hold,
+                    gs_timer *out)
 {
     timer_arming *a = arming_side(rt);
     timer_rec *r;
@@ -176,7 +178,8 @@ static int arm_send(gs_runtime *rt, _Atomic uint64_t *mark, uint64_t seen, gs_pi
         return rc;
     r->msg_kind = msg_kind;
     r->tag = tag;
-    r->inline_data = len <= TIMER_INLINE_MAX;
+    /* An interval timer keeps its message as a template, copied each tick. */
+    r->inline_data = len <= TIMER_INLINE_MAX && msg_kind != MSG_TICK;
     if (r->inline_data) {
         r->len = (uint8_t)len;
         if (len > 0)
@@ -191,6 +194,8 @@ static int arm_send(gs_runtime *rt, _Atomic uint64_t *mark, uint64_t seen, gs_pi
         }
         m->sender = GS_NOPID; /* timers deliver as the runtime */
         r->u.m = m;
+        if (msg_kind == MSG_TICK)
+            r->u.tick.interval_ns = interval_ns;
     }
     /* Tell the server's exit to ask for a purge, before the push (only the
      * first timer writes the mark). A server that exits before this RMW,
@@ -222,7 +227,25 @@ int gs_send_after(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, siz
         return GS_ENOPROC;
     uint64_t delay_ns = (uint64_t)delay_ms * 1000000u;
     uint64_t deadline_ns = deadline_clock_ns() + delay_ns;
-    return arm_send(rt, mark, seen, to, MSG_INFO, tag, data, len, deadline_ns, delay_ns >= HOLD_AHEAD_NS, out);
+    return arm_send(rt, mark, seen, to, MSG_INFO, tag, data, len, deadline_ns, 0, delay_ns >= HOLD_AHEAD_NS, out);
+}
+
+int gs_send_interval(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len, int interval_ms,
+                     gs_timer *out)
+{
+    if (rt == NULL || (data == NULL && len > 0) || tag >= GS_TAG_RUNTIME_BASE || interval_ms < 1 ||
+        interval_ms > GS_TIMEOUT_MAX_MS)
+        return GS_EINVAL;
+    if (len > GS_MSG_MAX)
+        return GS_EMSGSIZE;
+    _Atomic uint64_t *mark;
+    uint64_t seen = target_mark(rt, to, &mark);
+    if (!slot_mark_alive(seen, to))
+        return GS_ENOPROC;
+    uint64_t interval_ns = (uint64_t)interval_ms * 1000000u;
+    uint64_t deadline_ns = deadline_clock_ns() + interval_ns;
+    return arm_send(rt, mark, seen, to, MSG_TICK, tag, data, len, deadline_ns, interval_ns,
+                    interval_ns >= HOLD_AHEAD_NS, out);
 }
 
 /* Whether state word w is timer `gen`'s and pending. */
@@ -316,6 +339,18 @@ int gs_read_timer(gs_runtime *rt, gs_timer t, int *ms_left)
     return GS_OK;
 }
 
+bool timers_tick_current(gs_runtime *rt, const msg *m)
+{
+    /* The tick names its timer by record index and generation (fire_tick).
+     * relaxed: a lone check, no field of the record is read after it. A
+     * cancel on the server's own thread is ordered before it by program
+     * order, so a server that cancels its interval timer never handles a
+     * tick of it afterwards; one from another thread races with the tick
+     * as it would with the firing. */
+    timer_rec *r = pool_at(&rt->timers->recs, m->ticket.slot);
+    return pending_as(atomic_load_explicit(&r->state, memory_order_relaxed), m->ticket.seq);
+}
+
 int timers_arm_fn(gs_runtime *rt, uint64_t deadline_ns, void (*fn)(gs_runtime *, uint64_t, uint64_t), uint64_t a,
                   uint64_t b, gs_timer *out)
 {
@@ -364,7 +399,7 @@ int timers_arm_idle(proc *p, uint64_t deadline_ns, gs_timer *out)
     gs_runtime *rt = proc_rt(p);
     _Atomic uint64_t *mark;
     uint64_t seen = target_mark(rt, p->pid, &mark);
-    return arm_send(rt, mark, seen, p->pid, MSG_IDLE, GS_TAG_TIMEOUT, &seq, sizeof seq, deadline_ns, false, out);
+    return arm_send(rt, mark, seen, p->pid, MSG_IDLE, GS_TAG_TIMEOUT, &seq, sizeof seq, deadline_ns, 0, false, out);
 }
 
 void gs_set_idle_timeout(gs_ctx *ctx, int ms)
