@@ -213,11 +213,13 @@ static int arm_send(gs_runtime *rt, _Atomic uint64_t *mark, uint64_t seen, gs_pi
     return GS_OK;
 }
 
-int gs_send_after(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len, int delay_ms,
-                  gs_timer *out)
+/* gs_send_after (MSG_INFO, once after ms) and gs_send_interval
+ * (MSG_TICK, every ms, ms >= min_ms): the checks, then the arming. */
+static int send_timer(gs_runtime *rt, gs_pid to, uint8_t msg_kind, uint32_t tag, const void *data, size_t len,
+                      int ms, int min_ms, gs_timer *out)
 {
-    if (rt == NULL || (data == NULL && len > 0) || tag >= GS_TAG_RUNTIME_BASE || delay_ms < 0 ||
-        delay_ms > GS_TIMEOUT_MAX_MS)
+    if (rt == NULL || (data == NULL && len > 0) || tag >= GS_TAG_RUNTIME_BASE || ms < min_ms ||
+        ms > GS_TIMEOUT_MAX_MS)
         return GS_EINVAL;
     if (len > GS_MSG_MAX)
         return GS_EMSGSIZE;
@@ -225,27 +227,22 @@ int gs_send_after(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, siz
     uint64_t seen = target_mark(rt, to, &mark);
     if (!slot_mark_alive(seen, to))
         return GS_ENOPROC;
-    uint64_t delay_ns = (uint64_t)delay_ms * 1000000u;
+    uint64_t delay_ns = (uint64_t)ms * 1000000u;
     uint64_t deadline_ns = deadline_clock_ns() + delay_ns;
-    return arm_send(rt, mark, seen, to, MSG_INFO, tag, data, len, deadline_ns, 0, delay_ns >= HOLD_AHEAD_NS, out);
+    return arm_send(rt, mark, seen, to, msg_kind, tag, data, len, deadline_ns, msg_kind == MSG_TICK ? delay_ns : 0,
+                    delay_ns >= HOLD_AHEAD_NS, out);
+}
+
+int gs_send_after(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len, int delay_ms,
+                  gs_timer *out)
+{
+    return send_timer(rt, to, MSG_INFO, tag, data, len, delay_ms, 0, out);
 }
 
 int gs_send_interval(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len, int interval_ms,
                      gs_timer *out)
 {
-    if (rt == NULL || (data == NULL && len > 0) || tag >= GS_TAG_RUNTIME_BASE || interval_ms < 1 ||
-        interval_ms > GS_TIMEOUT_MAX_MS)
-        return GS_EINVAL;
-    if (len > GS_MSG_MAX)
-        return GS_EMSGSIZE;
-    _Atomic uint64_t *mark;
-    uint64_t seen = target_mark(rt, to, &mark);
-    if (!slot_mark_alive(seen, to))
-        return GS_ENOPROC;
-    uint64_t interval_ns = (uint64_t)interval_ms * 1000000u;
-    uint64_t deadline_ns = deadline_clock_ns() + interval_ns;
-    return arm_send(rt, mark, seen, to, MSG_TICK, tag, data, len, deadline_ns, interval_ns,
-                    interval_ns >= HOLD_AHEAD_NS, out);
+    return send_timer(rt, to, MSG_TICK, tag, data, len, interval_ms, 1, out);
 }
 
 /* Whether state word w is timer `gen`'s and pending. */

@@ -101,17 +101,26 @@ static uint64_t timers_held(gs_runtime *rt)
     return s.timers;
 }
 
-Test(intervals, ticks_again_and_again_never_early, .timeout = 30)
+/* A fresh runtime with a ticker server and an interval timer of
+ * interval_ms on it, armed from this thread (payload 4242). */
+static gs_runtime *ticker_ticking(int interval_ms, gs_pid *p, gs_timer *t)
 {
     reset();
     gs_runtime *rt = rt_new(2);
-    gs_pid p = start_ok(rt, &ticker_ops, NULL);
+    *p = start_ok(rt, &ticker_ops, NULL);
     int64_t payload = 4242;
-    gs_timer t = 0;
+    *t = 0;
+    cr_assert_eq(gs_send_interval(rt, *p, T_TICK, &payload, sizeof payload, interval_ms, t), GS_OK);
+    cr_assert_neq(*t, 0);
+    return rt;
+}
+
+Test(intervals, ticks_again_and_again_never_early, .timeout = 30)
+{
+    gs_pid p;
+    gs_timer t;
     int64_t t0 = now_ns();
-    cr_assert_eq(gs_send_interval(rt, p, T_TICK, &payload, sizeof payload, 10, &t), GS_OK);
-    cr_assert_neq(t, 0);
-    payload = 0; /* copied when armed */
+    gs_runtime *rt = ticker_ticking(10, &p, &t);
     cr_assert(wait_int_ge(&ticks, 8, 10000), "8 ticks of a 10 ms interval timer: got %d", atomic_load(&ticks));
     cr_assert_eq(gs_cancel_timer(rt, t), GS_OK, "cancelling a running interval timer");
     cr_assert_eq(gs_cancel_timer(rt, t), GS_ENOENT, "cancelled already");
@@ -151,12 +160,9 @@ Test(intervals, a_server_that_cancels_its_own_handles_no_tick_after, .timeout = 
 
 Test(intervals, a_cancel_from_outside_drops_the_queued_ticks, .timeout = 30)
 {
-    reset();
-    gs_runtime *rt = rt_new(2);
-    gs_pid p = start_ok(rt, &ticker_ops, NULL);
-    int64_t payload = 4242;
-    gs_timer t = 0;
-    cr_assert_eq(gs_send_interval(rt, p, T_TICK, &payload, sizeof payload, 3, &t), GS_OK);
+    gs_pid p;
+    gs_timer t;
+    gs_runtime *rt = ticker_ticking(3, &p, &t);
     cr_assert(wait_int_ge(&ticks, 2, 10000));
     /* Keep the server busy for 60 ms (a request, so that this thread goes
      * on meanwhile), while ticks queue behind it. */
@@ -194,12 +200,9 @@ Test(intervals, a_big_payload_comes_whole_every_tick, .timeout = 30)
 
 Test(intervals, read_timer_gives_the_time_to_the_next_tick, .timeout = 30)
 {
-    reset();
-    gs_runtime *rt = rt_new(2);
-    gs_pid p = start_ok(rt, &ticker_ops, NULL);
-    int64_t payload = 4242;
-    gs_timer t = 0;
-    cr_assert_eq(gs_send_interval(rt, p, T_TICK, &payload, sizeof payload, 100, &t), GS_OK);
+    gs_pid p;
+    gs_timer t;
+    gs_runtime *rt = ticker_ticking(100, &p, &t);
     int left = -1;
     cr_assert_eq(gs_read_timer(rt, t, &left), GS_OK);
     cr_assert(left >= 0 && left <= 100, "%d ms left of a 100 ms interval", left);

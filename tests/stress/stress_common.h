@@ -8,6 +8,7 @@
 #ifndef STRESS_COMMON_H
 #define STRESS_COMMON_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,6 +101,20 @@ static inline void stress_sleep_us(long us)
 {
     struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
     nanosleep(&ts, NULL);
+}
+
+/* Replaces a random one of the n servers in `servers` with a fresh server
+ * of ops, started before the old one is stopped (so the slot always
+ * names a server that is live or just stopping). From one thread. */
+static inline void stress_replace_random(gs_runtime *rt, _Atomic gs_pid *servers, unsigned n,
+                                         const gs_server_ops *ops, uint64_t *seed)
+{
+    unsigned k = (unsigned)(stress_rand(seed) % n);
+    gs_pid old = atomic_load(&servers[k]);
+    gs_pid fresh;
+    CHECK_RC(gs_start(rt, ops, NULL, &fresh), GS_OK);
+    atomic_store(&servers[k], fresh);
+    CHECK_RC(gs_stop(rt, old, GS_NORMAL, 5000), GS_OK);
 }
 
 #endif /* STRESS_COMMON_H */

@@ -92,16 +92,10 @@ static const gs_server_ops ticker_ops = {.name = "ticker",
                                          .handle_info = ticker_info,
                                          .handle_call = ticker_call};
 
-static void pause_us(uint64_t us)
-{
-    struct timespec ts = {0, (long)(us * 1000)};
-    nanosleep(&ts, NULL);
-}
-
 static void *armer(void *arg)
 {
     unsigned me = (unsigned)(uintptr_t)arg;
-    uint64_t seed = 0x9E3779B97F4A7C15ull * (me + 1);
+    uint64_t seed = stress_seed(me);
     for (uint32_t k = 0; k < PER_THREAD; k++) {
         uint32_t id = me * PER_THREAD + k;
         gs_pid to = atomic_load(&servers[stress_rand(&seed) % SERVERS]);
@@ -112,7 +106,7 @@ static void *armer(void *arg)
         CHECK_RC2(rc, GS_OK, GS_ENOPROC); /* the restarter may have stopped it */
         if (rc != GS_OK)
             continue;
-        pause_us(stress_rand(&seed) % 4000);
+        stress_sleep_us((long)(stress_rand(&seed) % 4000));
         int left = -1;
         rc = gs_read_timer(rt, t, &left);
         CHECK_RC2(rc, GS_OK, GS_ENOENT);
@@ -125,7 +119,7 @@ static void *armer(void *arg)
         if (gs_call(rt, to, C_SYNC, NULL, 0, NULL, 0, NULL, 5000) != GS_OK)
             continue; /* stopped meanwhile: it handles nothing more anyway */
         int seen = atomic_load(&ticks[id]);
-        pause_us(5000);
+        stress_sleep_us(5000);
         CHECKF(atomic_load(&ticks[id]) == seen, "timer %u: %d ticks after its cancel, %d before", id,
                atomic_load(&ticks[id]) - seen, seen);
     }
@@ -137,13 +131,8 @@ static void *restarter(void *arg)
     (void)arg;
     uint64_t seed = 77;
     while (!atomic_load(&stop_flag)) {
-        unsigned k = (unsigned)(stress_rand(&seed) % SERVERS);
-        gs_pid old = atomic_load(&servers[k]);
-        gs_pid fresh;
-        CHECK_RC(gs_start(rt, &ticker_ops, NULL, &fresh), GS_OK);
-        atomic_store(&servers[k], fresh);
-        CHECK_RC(gs_stop(rt, old, GS_NORMAL, 5000), GS_OK);
-        pause_us(20000);
+        stress_replace_random(rt, servers, SERVERS, &ticker_ops, &seed);
+        stress_sleep_us(20000);
     }
     return NULL;
 }
@@ -177,7 +166,7 @@ int main(void)
         CHECK_RC(gs_runtime_stats_get(rt, &s), GS_OK);
         if (s.timers == 0)
             break;
-        pause_us(10000);
+        stress_sleep_us(10000);
     }
     CHECKF(s.timers == 0, "%llu timer records still held", (unsigned long long)s.timers);
     long total = 0;

@@ -163,14 +163,8 @@ static void *restarter(void *arg)
     (void)arg;
     uint64_t seed = 77;
     while (!atomic_load(&stop_flag)) {
-        unsigned k = (unsigned)(stress_rand(&seed) % SERVERS);
-        gs_pid old = atomic_load(&servers[k]);
-        gs_pid fresh;
-        CHECK_RC(gs_start(rt, &target_ops, NULL, &fresh), GS_OK);
-        atomic_store(&servers[k], fresh);
-        CHECK_RC(gs_stop(rt, old, GS_NORMAL, 5000), GS_OK);
-        struct timespec ts = {0, 2000000};
-        nanosleep(&ts, NULL);
+        stress_replace_random(rt, servers, SERVERS, &target_ops, &seed);
+        stress_sleep_us(2000);
     }
     return NULL;
 }
