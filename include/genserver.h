@@ -331,6 +331,9 @@ int gs_wait_request(gs_runtime *rt, gs_request req, void *reply, size_t reply_ca
 /* A timer handle. 0 is never a timer. */
 typedef uint64_t gs_timer;
 
+/* Timer records a runtime holds at most (16,777,216; 128 bytes each). */
+#define GS_TIMERS_MAX (1u << 24)
+
 /* The tag of the idle-timeout message (see gs_set_idle_timeout). */
 #define GS_TAG_TIMEOUT 0xFFFF0001u
 
@@ -345,7 +348,9 @@ typedef uint64_t gs_timer;
  * last armed a timer on, handed back when it exits or arms on another
  * runtime. Returns GS_OK, GS_ENOPROC (`to` is not a live
  * server), GS_EINVAL (rt NULL, data NULL with len > 0, a runtime tag,
- * delay_ms negative or above GS_TIMEOUT_MAX_MS), GS_EMSGSIZE, GS_ENOMEM. */
+ * delay_ms negative or above GS_TIMEOUT_MAX_MS), GS_EMSGSIZE, GS_ENOMEM,
+ * GS_EAGAIN (GS_TIMERS_MAX timers held already: pending, or cancelled and
+ * not yet freed). */
 int gs_send_after(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len, int delay_ms,
                   gs_timer *out);
 
@@ -361,7 +366,8 @@ int gs_send_after(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, siz
  * already being handled). gs_read_timer gives the time to the next tick.
  * Any thread. Returns GS_OK, GS_ENOPROC (`to` is not a live server),
  * GS_EINVAL (rt NULL, data NULL with len > 0, a runtime tag, interval_ms
- * below 1 or above GS_TIMEOUT_MAX_MS), GS_EMSGSIZE, GS_ENOMEM. */
+ * below 1 or above GS_TIMEOUT_MAX_MS), GS_EMSGSIZE, GS_ENOMEM, GS_EAGAIN
+ * (as gs_send_after). */
 int gs_send_interval(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len, int interval_ms,
                      gs_timer *out);
 

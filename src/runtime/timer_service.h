@@ -12,7 +12,7 @@
 
 #define TIMER_CHUNK_SHIFT 14 /* 16,384 records: 2 MiB */
 #define TARGET_CHUNK_SHIFT 12 /* list heads per chunk of the by-target table */
-#define TIMER_MAX (1u << 24) /* pending timers per runtime */
+#define TIMER_MAX GS_TIMERS_MAX /* records per runtime: pending timers, and cancelled ones not yet freed */
 #define NS_PER_TICK 1000000u
 /* The tick being served is split into SUB_BUCKETS buckets: a timer fires
  * at the end of the bucket holding its exact deadline, so it is late by
