@@ -76,6 +76,11 @@ typedef struct gs_msg {
                          aligned for any type (max_align_t); NULL when len is 0 */
     size_t len;
     gs_pid sender; /* the sending server, or GS_NOPID for outside threads and timers */
+    /* The timer that sent it (gs_send_after, gs_send_interval), else 0:
+     * as the reference in erlang:start_timer's {timeout, Ref, Msg}, it
+     * tells a server that re-arms its timer the current timer's message
+     * from a late one of an earlier timer. */
+    uint64_t timer;
 } gs_msg;
 
 /* A server's behaviour. Any callback may be NULL; the default is given

@@ -431,6 +431,9 @@ int timers_arm_idle(proc *p, uint64_t deadline_ns, gs_timer *out);
 /* Whether the interval timer that sent tick m (MSG_TICK) is still pending:
  * a tick of a cancelled or purged one is dropped unhandled. */
 bool timers_tick_current(gs_runtime *rt, const msg *m);
+/* The handle of the timer named by a timer message's ticket (slot: the
+ * record's index, seq: its generation). */
+gs_timer timers_handle(gs_runtime *rt, ticket t);
 /* Calls fn(rt, a, b) on the timer thread at deadline_ns (unless cancelled). */
 int timers_arm_fn(gs_runtime *rt, uint64_t deadline_ns, void (*fn)(gs_runtime *, uint64_t, uint64_t), uint64_t a,
                   uint64_t b, gs_timer *out);

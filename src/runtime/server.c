@@ -232,6 +232,8 @@ static void dispatch(proc *p, msg *m)
 {
     const gs_server_ops *ops = p->ops;
     gs_msg gm = {.tag = m->tag, .data = m->len ? m->data : NULL, .len = m->len, .sender = m->sender};
+    if ((m->kind == MSG_INFO || m->kind == MSG_TICK) && m->ticket.slot != TICKET_NONE.slot)
+        gm.timer = timers_handle(proc_rt(p), m->ticket); /* sent by a timer (fire, fire_tick) */
     p->last_tag = m->tag;
     switch (m->kind) {
     case MSG_CAST:

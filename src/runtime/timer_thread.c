@@ -232,6 +232,8 @@ static void fire(gs_runtime *rt, timer_rec *r, uint64_t now)
     } else {
         if (!r->inline_data)
             r->u.m = NULL; /* handed over */
+        if (r->msg_kind == MSG_INFO) /* names its timer to the server (gs_msg.timer) */
+            m->ticket = (ticket){.slot = r->idx, .seq = w >> ST_GEN_SHIFT};
         (void)msg_send(rt, atomic_load_explicit(&r->target, memory_order_relaxed), m); /* frees m if gone */
     }
     rec_free(ts, r);

@@ -336,6 +336,11 @@ int gs_read_timer(gs_runtime *rt, gs_timer t, int *ms_left)
     return GS_OK;
 }
 
+gs_timer timers_handle(gs_runtime *rt, ticket t)
+{
+    return handle_make(rt, (uint32_t)t.seq, t.slot);
+}
+
 bool timers_tick_current(gs_runtime *rt, const msg *m)
 {
     /* The tick names its timer by record index and generation (fire_tick).

@@ -10,6 +10,7 @@ enum { T_TICK = 5, T_BIG = 6, C_COUNT = 1, C_ARM_SELF, C_BUSY_AT };
 /* One ticker server at a time; its callbacks never overlap, and the test
  * thread reads these after a wait or a call that orders them. */
 static int64_t tick_at_ns[MAXTICKS];
+static uint64_t tick_timer[MAXTICKS]; /* gs_msg.timer of each tick */
 static atomic_int ticks;
 static atomic_int bad_ticks;          /* wrong tag, payload or sender */
 static atomic_int count_at_busy = -1; /* ticks handled when C_BUSY_AT began */
@@ -21,6 +22,7 @@ static int hold_ms_before_cancel;
 static void reset(void)
 {
     memset(tick_at_ns, 0, sizeof tick_at_ns);
+    memset(tick_timer, 0, sizeof tick_timer);
     atomic_store(&ticks, 0);
     atomic_store(&bad_ticks, 0);
     atomic_store(&count_at_busy, -1);
@@ -57,8 +59,10 @@ static int ticker_info(gs_ctx *ctx, void *state, const gs_msg *m)
     if (!payload_ok(m))
         atomic_fetch_add(&bad_ticks, 1);
     int n = atomic_load(&ticks);
-    if (n < MAXTICKS)
+    if (n < MAXTICKS) {
         tick_at_ns[n] = now_ns();
+        tick_timer[n] = m->timer;
+    }
     atomic_store(&ticks, n + 1);
     if (n + 1 == cancel_after) {
         /* Let further ticks queue up behind this one, then cancel: none
@@ -132,6 +136,9 @@ Test(intervals, ticks_again_and_again_never_early, .timeout = 30)
     cr_assert_eq(later, after_cancel, "ticks after the cancel returned: %lld then %lld", (long long)after_cancel,
                  (long long)later);
     cr_assert_eq(atomic_load(&bad_ticks), 0, "a tick with the wrong tag, payload or sender");
+    for (int k = 0; k < 8; k++)
+        cr_assert_eq(tick_timer[k], t, "tick %d names %#llx, not its timer", k + 1,
+                     (unsigned long long)tick_timer[k]);
     for (int k = 0; k < 8; k++)
         cr_assert_geq(tick_at_ns[k] - t0, (int64_t)(k + 1) * 10 * 1000000, "tick %d early: %lld ns after arming",
                       k + 1, (long long)(tick_at_ns[k] - t0));

@@ -7,6 +7,7 @@ typedef struct record {
     uint32_t tag;
     int64_t value;
     gs_pid sender;
+    gs_timer timer;
     int64_t at_ns;
 } record;
 
@@ -23,14 +24,19 @@ static int collector_info(gs_ctx *ctx, void *state, const gs_msg *m)
         if (m->len == sizeof(int64_t))
             memcpy(&recs[i].value, m->data, sizeof(int64_t));
         recs[i].sender = m->sender;
+        recs[i].timer = m->timer;
         recs[i].at_ns = now_ns();
         atomic_store(&nrecs, i + 1); /* one server: callbacks never overlap */
     }
     return GS_OK;
 }
 
+static atomic_int casts_naming_a_timer;
+
 static int collector_cast(gs_ctx *ctx, void *state, const gs_msg *m)
 {
+    if (m->timer != 0)
+        atomic_fetch_add(&casts_naming_a_timer, 1);
     atomic_fetch_add(&casts_seen, 1);
     return GS_OK;
 }
@@ -42,6 +48,7 @@ static void reset(void)
 {
     atomic_store(&nrecs, 0);
     atomic_store(&casts_seen, 0);
+    atomic_store(&casts_naming_a_timer, 0);
     memset(recs, 0, sizeof recs);
 }
 
@@ -62,8 +69,33 @@ Test(timers, send_after_delivers_once_never_early, .timeout = 20)
     cr_assert_eq(recs[0].tag, 77);
     cr_assert_eq(recs[0].value, 424242);
     cr_assert_eq(recs[0].sender, GS_NOPID);
+    cr_assert_eq(recs[0].timer, t, "the message names the timer that sent it");
     cr_assert_geq(recs[0].at_ns - t0, 50 * 1000000LL, "fired early: after %lld ns", (long long)(recs[0].at_ns - t0));
     cr_assert_eq(gs_cancel_timer(rt, t), GS_ENOENT, "cancel after firing");
+    rt_free(rt);
+}
+
+Test(timers, a_timer_message_names_its_timer_and_nothing_else_does, .timeout = 20)
+{
+    reset();
+    gs_runtime *rt = rt_new(2);
+    gs_pid c = start_ok(rt, &collector_ops, NULL);
+    gs_timer t[3] = {0, 0, 0};
+    int64_t a = 1, b = 2;
+    static unsigned char big[200]; /* past the inline size: the message is made when armed */
+    cr_assert_eq(gs_send_after(rt, c, 11, &a, sizeof a, 5, &t[0]), GS_OK);
+    cr_assert_eq(gs_send_after(rt, c, 12, &b, sizeof b, 0, &t[1]), GS_OK);
+    cr_assert_eq(gs_send_after(rt, c, 13, big, sizeof big, 10, &t[2]), GS_OK);
+    cr_assert_eq(gs_cast(rt, c, 1, &a, sizeof a), GS_OK);
+    cr_assert(wait_int_eq(&nrecs, 3, 5000));
+    cr_assert(wait_int_eq(&casts_seen, 1, 5000));
+    for (int k = 0; k < 3; k++) {
+        int which = (int)recs[k].tag - 11;
+        cr_assert(which >= 0 && which < 3, "tag %u", recs[k].tag);
+        cr_assert_eq(recs[k].timer, t[which], "message of timer %d names %#llx, not %#llx", which,
+                     (unsigned long long)recs[k].timer, (unsigned long long)t[which]);
+    }
+    cr_assert_eq(atomic_load(&casts_naming_a_timer), 0, "a cast names a timer");
     rt_free(rt);
 }
 
