@@ -134,6 +134,7 @@ void w6_spawn(bench *b);
 #ifndef GS_BENCH_NO_TIMERS
 void w7_timers(bench *b);
 void w7b_timer_guard(bench *b);
+void w7c_timer_holders(bench *b);
 void w8_call_timeout(bench *b);
 #endif
 void w9_server_call(bench *b);

@@ -37,6 +37,8 @@ static const bench_workload workloads[] = {
      {{"t", 1000000, true}, {"age_ms", 0, false}}, {NULL}},
     {"timer_guard", "W7b arm a timer and cancel it at once, N times (a guard timeout)", w7b_timer_guard,
      {{"n", 2000000, true}, {"delay_ms", 1000, false}, {"settle_ms", 50, false}}, {NULL}},
+    {"timer_holders", "W7c H quiet threads hold a far timer each; timer thread kept busy by a 1 ms interval",
+     w7c_timer_holders, {{"holders", 1000, false}, {"window_ms", 2000, false}}, {NULL}},
     {"call_timeout", "W8 C callers: slow call times out after 10 ms, then a fast call", w8_call_timeout,
      {{"c", 1000, true}, {"warm", 1, false}}, {"callers=servers|threads"}},
 #endif

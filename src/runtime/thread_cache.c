@@ -109,25 +109,12 @@ timer_arming *thread_timer_side(gs_runtime *rt)
     return bind(c, rt) ? &c->timers : NULL;
 }
 
-void thread_outboxes_take(gs_runtime *rt, uint64_t horizon_ns, outbox_chain *into)
+void thread_outboxes_take(gs_runtime *rt, uint64_t horizon_ns, outbox_chain *into, uint64_t *kept_min)
 {
     pthread_mutex_lock(&caches_lock);
     for (thread_cache *c = rt->thread_caches; c != NULL; c = c->next)
-        (void)outbox_take(&c->timers.outbox, horizon_ns, into);
+        (void)outbox_take(&c->timers.outbox, horizon_ns, into, kept_min);
     pthread_mutex_unlock(&caches_lock);
-}
-
-uint64_t thread_outboxes_earliest(gs_runtime *rt)
-{
-    uint64_t earliest = UINT64_MAX;
-    pthread_mutex_lock(&caches_lock);
-    for (thread_cache *c = rt->thread_caches; c != NULL; c = c->next) {
-        uint64_t e = outbox_earliest(&c->timers.outbox);
-        if (e < earliest)
-            earliest = e;
-    }
-    pthread_mutex_unlock(&caches_lock);
-    return earliest;
 }
 
 void thread_caches_detach(gs_runtime *rt)

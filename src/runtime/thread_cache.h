@@ -17,8 +17,7 @@ timer_arming *thread_timer_side(gs_runtime *rt);
 /* The timer thread's look over outside threads' outboxes (under the
  * caches' lock, so that no thread exits meanwhile): takes those holding a
  * timer due before horizon_ns; the earliest deadline any holds. */
-void thread_outboxes_take(gs_runtime *rt, uint64_t horizon_ns, outbox_chain *into);
-uint64_t thread_outboxes_earliest(gs_runtime *rt);
+void thread_outboxes_take(gs_runtime *rt, uint64_t horizon_ns, outbox_chain *into, uint64_t *kept_min);
 
 /* At gs_runtime_stop, before rt's timer pool is destroyed: detaches
  * every thread's cache from rt (their records go with the pool). */

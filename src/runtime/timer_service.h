@@ -21,9 +21,8 @@
 #define NS_PER_SUB (NS_PER_TICK / SUB_BUCKETS)
 /* Timers due at least this far ahead may wait in their arming thread's
  * outbox (timer_outbox.c); the timer thread takes an outbox when its
- * earliest deadline comes this close, looking every OUTBOX_SCAN_NS. */
+ * earliest deadline comes this close (held_hint_ns says when to look). */
 #define HOLD_AHEAD_NS (4u * NS_PER_TICK)
-#define OUTBOX_SCAN_NS 100000u
 /* A sleeping timer thread is woken after this many records pushed without
  * a nearer deadline (cancellations, far timers): they hold memory. */
 #define BACKLOG_WAKE 4096u
@@ -107,6 +106,10 @@ typedef struct timer_service {
     _Atomic uint32_t sleeping;
     _Atomic uint64_t sleep_until_ns; /* when the sleeping thread wakes */
     _Atomic uint32_t backlog;        /* records pushed while it sleeps */
+    /* At or before the earliest deadline held in any outbox (UINT64_MAX:
+     * none held): owners lower it, the timer thread resets it when it
+     * walks the outboxes (timer_outbox.c, "The hint"). */
+    alignas(64) _Atomic uint64_t held_hint_ns;
     atomic_bool quit;
 } timer_service;
 
@@ -184,7 +187,12 @@ void timers_submit_chain(timer_service *ts, mbox_node *first, mbox_node *last, u
 void outbox_hold(gs_runtime *rt, timer_arming *a, timer_rec *r);
 void outbox_flush(gs_runtime *rt, timer_arming *a);
 uint64_t outbox_earliest(timer_outbox *ob);
-bool outbox_take(timer_outbox *ob, uint64_t horizon_ns, outbox_chain *into);
+/* Takes ob whole into `into` if its earliest deadline is before
+ * horizon_ns; else lowers *kept_min to that deadline. */
+bool outbox_take(timer_outbox *ob, uint64_t horizon_ns, outbox_chain *into, uint64_t *kept_min);
+/* The timer thread's walk (timer_thread.c, sweep_outboxes) ends with
+ * this: lowers the hint to the earliest deadline left held. */
+void outbox_hint_lower(timer_service *ts, uint64_t deadline_ns);
 
 /* timer_thread.c */
 void *timer_main(void *arg);

@@ -391,13 +391,19 @@ static void drain_inbox(gs_runtime *rt, unsigned limit)
 }
 
 /* Takes in the timers held in outboxes (timer_outbox.c) whose earliest
- * deadline comes before horizon_ns: the workers' and outside threads'. */
+ * deadline comes before horizon_ns, the workers' and outside threads',
+ * and sets the hint to the earliest deadline left held ("The hint"). */
 static void sweep_outboxes(gs_runtime *rt, uint64_t horizon_ns)
 {
+    timer_service *ts = rt->timers;
+    /* seq_cst: the reset comes before the walk's reads of the outboxes. */
+    atomic_store_explicit(&ts->held_hint_ns, UINT64_MAX, memory_order_seq_cst);
     outbox_chain got = {NULL, NULL};
+    uint64_t kept_min = UINT64_MAX;
     for (unsigned i = 0; i < rt->nworkers; i++)
-        (void)outbox_take(&rt->workers[i].timer_side.outbox, horizon_ns, &got);
-    thread_outboxes_take(rt, horizon_ns, &got);
+        (void)outbox_take(&rt->workers[i].timer_side.outbox, horizon_ns, &got, &kept_min);
+    thread_outboxes_take(rt, horizon_ns, &got, &kept_min);
+    outbox_hint_lower(ts, kept_min);
     for (mbox_node *n = got.first, *next; n != NULL; n = next) {
         /* relaxed: the chain is ours; the exchange that took it acquired
          * its links. Read before take_in, which may free the record. */
@@ -406,18 +412,12 @@ static void sweep_outboxes(gs_runtime *rt, uint64_t horizon_ns)
     }
 }
 
-/* The earliest deadline held in any outbox, or a little earlier;
- * UINT64_MAX if none holds a timer (seq_cst loads: the timer thread's half
- * of the sleep handshake with outbox_hold). */
+/* At or before the earliest deadline held in any outbox; UINT64_MAX if
+ * none holds a timer (seq_cst: the timer thread's half of the sleep
+ * handshake with outbox_hold). */
 static uint64_t outboxes_earliest(gs_runtime *rt)
 {
-    uint64_t earliest = thread_outboxes_earliest(rt);
-    for (unsigned i = 0; i < rt->nworkers; i++) {
-        uint64_t e = outbox_earliest(&rt->workers[i].timer_side.outbox);
-        if (e < earliest)
-            earliest = e;
-    }
-    return earliest;
+    return atomic_load_explicit(&rt->timers->held_hint_ns, memory_order_seq_cst);
 }
 
 static uint64_t add_sat(uint64_t a, uint64_t b)
@@ -470,16 +470,13 @@ void *timer_main(void *arg)
     (void)injectq_try_lock(&ts->inbox); /* the only consumer, for good */
     (void)prctl(PR_SET_TIMERSLACK, TIMER_SLACK_NS, 0, 0, 0); /* best effort */
     (void)prctl(PR_SET_NAME, "gs-timer", 0, 0, 0);              /* for top, perf and gdb */
-    uint64_t promoted_ns = 0, swept_ns = 0;
-    bool sweep_now = false;
+    uint64_t promoted_ns = 0;
     while (!atomic_load_explicit(&ts->quit, memory_order_acquire)) {
         drain_inbox(rt, INBOX_BATCH);
         uint64_t now = now_ns();
-        if (sweep_now || now - swept_ns >= OUTBOX_SCAN_NS) {
+        /* Held timers may be due to come in: walk the outboxes. */
+        if (outboxes_earliest(rt) < now + HOLD_AHEAD_NS)
             sweep_outboxes(rt, now + HOLD_AHEAD_NS);
-            swept_ns = now;
-            sweep_now = false;
-        }
         /* The servers this makes runnable reach the workers in batches. */
         run_batch batch;
         scheduler_batch_begin(rt, &batch);
@@ -498,10 +495,8 @@ void *timer_main(void *arg)
         /* Wake up in time to take in the held timers (timer_outbox.c)
          * HOLD_AHEAD_NS before the earliest is due. */
         uint64_t held = outboxes_earliest(rt);
-        if (held < add_sat(next, HOLD_AHEAD_NS)) {
+        if (held < add_sat(next, HOLD_AHEAD_NS))
             next = held > HOLD_AHEAD_NS ? held - HOLD_AHEAD_NS : 0;
-            sweep_now = next <= now_ns();
-        }
         if (next <= now_ns() || injectq_maybe_nonempty(&ts->inbox))
             continue;
         if (next - now > IDLE_TRIM_NS)

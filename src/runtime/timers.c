@@ -479,6 +479,7 @@ int timers_start(gs_runtime *rt)
     atomic_init(&ts->bell, 0);
     atomic_init(&ts->sleeping, 0);
     atomic_init(&ts->sleep_until_ns, UINT64_MAX);
+    atomic_init(&ts->held_hint_ns, UINT64_MAX);
     atomic_init(&ts->backlog, 0);
     atomic_init(&ts->quit, false);
     rt->timers = ts;

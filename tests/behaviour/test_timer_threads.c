@@ -100,3 +100,76 @@ Test(timer_threads, one_thread_alternating_between_runtimes, .timeout = 60)
     cr_assert_eq(j.failures, 0);
     cr_assert_eq(gs_runtime_stop(b), GS_OK);
 }
+
+/* A thread that arms a few far timers and then goes quiet keeps them in
+ * its outbox (timer_outbox.c): fewer than a flush's worth, and the timer
+ * thread, kept busy by a 1 ms interval timer, never sleeps past them. It
+ * must take them in on its own when they come due (the held-deadline
+ * hint), while their thread is still alive and silent. */
+#define QUIET_TIMERS 10
+static atomic_int quiet_got;
+static atomic_int quiet_early;
+static int quiet_info(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    int64_t due;
+    if (m->tag == 2 && m->len == sizeof due) {
+        memcpy(&due, m->data, sizeof due);
+        if (now_ns() < due)
+            atomic_fetch_add(&quiet_early, 1);
+        atomic_fetch_add(&quiet_got, 1);
+    }
+    return GS_OK;
+}
+
+static const gs_server_ops quiet_sink_ops = {.name = "quiet-sink", .handle_info = quiet_info};
+
+typedef struct quiet_job {
+    gs_runtime *rt;
+    gs_pid to;
+    int failures;
+    pthread_barrier_t *armed, *release;
+} quiet_job;
+
+static void *arm_then_stay_quiet(void *arg)
+{
+    quiet_job *j = arg;
+    for (int i = 0; i < QUIET_TIMERS; i++) {
+        int ms = 20 + 20 * i;
+        int64_t due = now_ns() + (int64_t)ms * 1000000;
+        if (gs_send_after(j->rt, j->to, 2, &due, sizeof due, ms, NULL) != GS_OK)
+            j->failures++;
+    }
+    pthread_barrier_wait(j->armed);
+    pthread_barrier_wait(j->release); /* alive and silent until the test is done */
+    return NULL;
+}
+
+Test(timer_threads, a_quiet_threads_held_timers_fire_in_time, .timeout = 30)
+{
+    atomic_store(&quiet_got, 0);
+    atomic_store(&quiet_early, 0);
+    gs_runtime *rt = rt_new(2);
+    gs_pid sink = start_ok(rt, &quiet_sink_ops, NULL);
+    int one = 1;
+    gs_timer busy;
+    cr_assert_eq(gs_send_interval(rt, sink, 1, &one, sizeof one, 1, &busy), GS_OK);
+    sleep_ms(5);
+    pthread_barrier_t armed, release;
+    pthread_barrier_init(&armed, NULL, 2);
+    pthread_barrier_init(&release, NULL, 2);
+    quiet_job j = {rt, sink, 0, &armed, &release};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, arm_then_stay_quiet, &j), 0);
+    pthread_barrier_wait(&armed);
+    bool all = wait_int_eq(&quiet_got, QUIET_TIMERS, 5000);
+    int got = atomic_load(&quiet_got);
+    pthread_barrier_wait(&release);
+    pthread_join(th, NULL);
+    pthread_barrier_destroy(&armed);
+    pthread_barrier_destroy(&release);
+    cr_assert_eq(j.failures, 0);
+    cr_assert(all, "%d of %d held timers fired while their thread was quiet", got, QUIET_TIMERS);
+    cr_assert_eq(atomic_load(&quiet_early), 0, "a held timer fired early");
+    cr_assert_eq(gs_cancel_timer(rt, busy), GS_OK);
+    rt_free(rt);
+}
