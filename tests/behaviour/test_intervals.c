@@ -266,3 +266,20 @@ Test(intervals, bad_input_is_refused, .timeout = 10)
     cr_assert_eq(gs_send_interval(rt, GS_NOPID, 1, &v, sizeof v, 10, &t), GS_ENOPROC);
     rt_free(rt);
 }
+
+Test(intervals, running_interval_timers_are_freed_by_runtime_stop, .timeout = 30)
+{
+    reset();
+    gs_runtime *rt = rt_new(2);
+    gs_pid p = start_ok(rt, &ticker_ops, NULL);
+    int64_t payload = 4242;
+    unsigned char big[BIG_LEN] = {0};
+    for (int i = 0; i < 20; i++) {
+        cr_assert_eq(gs_send_interval(rt, p, T_TICK, &payload, sizeof payload, 1 + i, NULL), GS_OK);
+        cr_assert_eq(gs_send_interval(rt, p, T_BIG, big, sizeof big, 1000 + i, NULL), GS_OK); /* still waiting */
+    }
+    cr_assert(wait_int_ge(&ticks, 20, 10000));
+    /* Every record and message template goes with the runtime: LeakSanitizer
+     * (the ASan build) fails the test otherwise. */
+    rt_free(rt);
+}
