@@ -121,7 +121,7 @@ void outbox_hold(gs_runtime *rt, timer_arming *a, timer_rec *r)
     }
     timer_service *ts = rt->timers;
     store_load_fence();
-    outbox_hint_lower(rt->timers, deadline);
+    outbox_hint_lower(ts, deadline);
     /* A sleeping timer thread takes the outboxes in when it wakes up, and
      * it planned that for HOLD_AHEAD_NS before the earliest timer it saw
      * held. A timer due before that wake-up goes on now (submit_chain

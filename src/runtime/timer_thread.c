@@ -167,9 +167,11 @@ static void retry_later(gs_runtime *rt, timer_rec *r, uint64_t now)
  * tick whose timer is no longer pending). The next deadline is the last
  * one plus the interval, so ticks do not drift; if that has passed too
  * (the runtime was held up for a whole interval), the missed ticks are
- * skipped rather than sent in a burst. A dead target's timer keeps its
- * place until the purge its exit asked for takes it. */
-static void fire_tick(gs_runtime *rt, timer_rec *r, uint64_t gen, uint64_t now)
+ * skipped rather than sent in a burst. A tick that finds its server gone
+ * ends the timer then and there, whether or not the purge its exit asked
+ * for is still on the way: an interval timer must not outlive its server
+ * by a missed purge, ticking for ever. */
+static void fire_tick(gs_runtime *rt, timer_rec *r, uint64_t w, uint64_t now)
 {
     timer_service *ts = rt->timers;
     const msg *tmpl = r->u.tick.tmpl;
@@ -178,8 +180,16 @@ static void fire_tick(gs_runtime *rt, timer_rec *r, uint64_t gen, uint64_t now)
         retry_later(rt, r, now);
         return;
     }
-    m->ticket = (ticket){.slot = r->idx, .seq = gen};
-    (void)msg_send(rt, atomic_load_explicit(&r->target, memory_order_relaxed), m); /* frees m if gone */
+    m->ticket = (ticket){.slot = r->idx, .seq = w >> ST_GEN_SHIFT};
+    if (msg_send(rt, atomic_load_explicit(&r->target, memory_order_relaxed), m) == GS_ENOPROC) { /* m freed */
+        list_unlink(rt, r);
+        /* acq_rel: one winner against gs_cancel_timer, whose removal
+         * request frees the record if it won (it is nowhere now). */
+        if (atomic_compare_exchange_strong_explicit(&r->state, &w, (w & ~(uint64_t)3) | TS_DONE,
+                                                    memory_order_acq_rel, memory_order_acquire))
+            rec_free(ts, r);
+        return;
+    }
     uint64_t interval = r->u.tick.interval_ns;
     uint64_t next = atomic_load_explicit(&r->deadline_ns, memory_order_relaxed) + interval;
     if (next <= now)
@@ -201,7 +211,7 @@ static void fire(gs_runtime *rt, timer_rec *r, uint64_t now)
     }
     uint8_t kind = atomic_load_explicit(&r->kind, memory_order_relaxed);
     if (kind == TK_SEND && r->msg_kind == MSG_TICK) {
-        fire_tick(rt, r, w >> ST_GEN_SHIFT, now);
+        fire_tick(rt, r, w, now);
         return;
     }
     msg *m = NULL;
