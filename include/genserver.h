@@ -382,7 +382,8 @@ int gs_send_interval(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, 
  * already cancelled, its server stopped, or it never existed; GS_EINVAL
  * for a NULL rt. Any thread. A timer that fires while it is being
  * cancelled has exactly one outcome: delivered and GS_ENOENT, or not
- * delivered and GS_OK. */
+ * delivered and GS_OK. An interval timer (gs_send_interval) never fires
+ * for good: GS_OK while it runs, and its ticks still queued are dropped. */
 int gs_cancel_timer(gs_runtime *rt, gs_timer t);
 
 /* How long until a timer fires (erlang:read_timer): *ms_left gets the
