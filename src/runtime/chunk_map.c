@@ -28,35 +28,48 @@
 
 /* Process-wide measurements: a property of the machine, shared by every
  * pool and runtime. All relaxed: they steer a heuristic and publish no
- * memory. Pools growing at once on two threads may lose an update of an
- * average or both take the same turn; either only delays the choice by
- * a chunk. */
+ * memory. Pools growing at once on two threads may overwrite each
+ * other's entry of a window, or both take the same turn; either only
+ * delays the choice by a chunk. */
 static _Atomic uint64_t measured_chunks[2];
-static _Atomic uint64_t measured_avg_ns[2];
+static _Atomic uint64_t recent_ns[2][CHUNK_COST_WINDOW];
+static _Atomic uint64_t populated; /* chunks handed out populated, for the re-probes */
+
+uint64_t chunk_cost_of(const uint64_t recent[CHUNK_COST_WINDOW], uint64_t n)
+{
+    uint64_t k = n < CHUNK_COST_WINDOW ? n : CHUNK_COST_WINDOW;
+    uint64_t least = 0;
+    for (uint64_t i = 0; i < k; i++)
+        if (i == 0 || recent[i] < least)
+            least = recent[i];
+    return least;
+}
 
 chunk_backing chunk_choose(const chunk_costs *c)
 {
     if (c->chunks[BACKING_SMALL] == 0 || c->chunks[BACKING_HUGE] == 0)
         return BACKING_SMALL; /* not measured (the probe could not map) */
-    return c->avg_ns[BACKING_HUGE] < c->avg_ns[BACKING_SMALL] ? BACKING_HUGE : BACKING_SMALL;
+    return c->cost_ns[BACKING_HUGE] < c->cost_ns[BACKING_SMALL] ? BACKING_HUGE : BACKING_SMALL;
 }
 
 void chunk_costs_read(chunk_costs *out)
 {
     for (int b = 0; b < 2; b++) {
+        uint64_t recent[CHUNK_COST_WINDOW];
+        for (int i = 0; i < CHUNK_COST_WINDOW; i++)
+            recent[i] = atomic_load_explicit(&recent_ns[b][i], memory_order_relaxed);
         out->chunks[b] = atomic_load_explicit(&measured_chunks[b], memory_order_relaxed);
-        out->avg_ns[b] = atomic_load_explicit(&measured_avg_ns[b], memory_order_relaxed);
+        out->cost_ns[b] = chunk_cost_of(recent, out->chunks[b]);
     }
 }
 
 static void record_cost(chunk_backing b, uint64_t ns)
 {
-    uint64_t n = atomic_fetch_add_explicit(&measured_chunks[b], 1, memory_order_relaxed);
-    uint64_t avg = atomic_load_explicit(&measured_avg_ns[b], memory_order_relaxed);
-    /* A moving average weighting the newest chunk by a quarter: steady
-     * enough to ride out one preempted measurement, quick enough to
-     * follow the host within a few chunks. */
-    atomic_store_explicit(&measured_avg_ns[b], n == 0 ? ns : (3 * avg + ns) / 4, memory_order_relaxed);
+    /* The window's entry before the count: a reader that sees the new
+     * count with the old entry just takes one stale figure (relaxed). */
+    uint64_t n = atomic_load_explicit(&measured_chunks[b], memory_order_relaxed);
+    atomic_store_explicit(&recent_ns[b][n % CHUNK_COST_WINDOW], ns, memory_order_relaxed);
+    atomic_fetch_add_explicit(&measured_chunks[b], 1, memory_order_relaxed);
 }
 
 static uint64_t monotonic_ns(void)
@@ -135,7 +148,14 @@ void *chunk_map(size_t bytes, bool populate)
     pthread_once(&probed, probe_backings);
     chunk_costs c;
     chunk_costs_read(&c);
-    return map_measured(bytes, chunk_choose(&c));
+    chunk_backing choice = chunk_choose(&c);
+    if (atomic_fetch_add_explicit(&populated, 1, memory_order_relaxed) % CHUNK_REPROBE_EVERY ==
+        CHUNK_REPROBE_EVERY - 1) {
+        chunk_unmap(map_measured(CHUNK_HUGE_BYTES, choice == BACKING_HUGE ? BACKING_SMALL : BACKING_HUGE), CHUNK_HUGE_BYTES);
+        chunk_costs_read(&c);
+        choice = chunk_choose(&c);
+    }
+    return map_measured(bytes, choice);
 }
 
 void chunk_unmap(void *chunk, size_t bytes)

@@ -12,7 +12,8 @@
  * one of them, so before its first populated chunk a process tries both
  * on throwaway memory and uses the cheaper; every chunk it populates is
  * measured too, so if the chosen backing turns dearer than the other's
- * probe, later chunks switch.
+ * probe, later chunks switch, and the other is probed again now and
+ * then (CHUNK_REPROBE_EVERY).
  *
  * Only chunks the pool asks to populate (chunks after a pool's first:
  * the pool is being filled fast) and whose size is a multiple of 2 MiB
@@ -30,16 +31,38 @@
 typedef enum { BACKING_SMALL = 0, BACKING_HUGE = 1 } chunk_backing;
 
 /* What the process has measured so far: per backing, chunks brought in
- * and a moving average of the nanoseconds one took. */
+ * and its cost, the least of the nanoseconds its last CHUNK_COST_WINDOW
+ * chunks took (0 when none was measured).
+ *
+ * Why the least rather than an average: the noise is one-sided. A chunk
+ * is slowed, never sped up, by a compaction stall (the first huge page a
+ * process asks for on a fragmented host took 9 ms here against 0.15 ms
+ * for the rest), a preemption or the host's slow minute. An average
+ * seeded by such a probe chose small pages at 6x the cost of huge ones
+ * for a whole process, since the backing not chosen is never measured
+ * again by use. The least of a short window ignores a lone outlier and
+ * still follows a lasting change within CHUNK_COST_WINDOW chunks. */
+#define CHUNK_COST_WINDOW 4
+
 typedef struct chunk_costs {
     uint64_t chunks[2];
-    uint64_t avg_ns[2];
+    uint64_t cost_ns[2];
 } chunk_costs;
 
-#define CHUNK_PROBES 2 /* huge pages' worth of each backing measured before choosing */
+#define CHUNK_PROBES 3 /* huge pages' worth of each backing measured before choosing */
 
-/* The policy, a pure function so tests can drive it: the cheaper on
- * average, small pages when tied or unmeasured. */
+/* Every CHUNK_REPROBE_EVERY populated chunks, the backing not in use is
+ * measured again on throwaway memory, so that a probe that was unlucky
+ * every time, or a host that changed, does not fix the choice for the
+ * life of the process. 64 MiB of records per probe of 2 MiB. */
+#define CHUNK_REPROBE_EVERY 32
+
+/* The policy, pure functions so tests can drive them. The cost of a
+ * backing from its last measurements (`recent` is a ring of
+ * CHUNK_COST_WINDOW written at n % CHUNK_COST_WINDOW, n measured in
+ * all), and the choice: the cheaper, small pages when tied or
+ * unmeasured. */
+uint64_t chunk_cost_of(const uint64_t recent[CHUNK_COST_WINDOW], uint64_t n);
 chunk_backing chunk_choose(const chunk_costs *c);
 
 /* Zeroed memory for a chunk of `bytes`; NULL when out of memory (or
