@@ -49,7 +49,7 @@ typedef struct chunk_costs {
     uint64_t cost_ns[2];
 } chunk_costs;
 
-#define CHUNK_PROBES 3 /* huge pages' worth of each backing measured before choosing */
+#define CHUNK_PROBES 2 /* huge pages' worth of each backing measured before choosing */
 
 /* Every CHUNK_REPROBE_EVERY populated chunks, the backing not in use is
  * measured again on throwaway memory, so that a probe that was unlucky
