@@ -30,6 +30,8 @@
 
 enum { W7_FIRE = 1, W7_NOTIFY_AT, W7_COUNT };
 
+#define STALL_NS 200000 /* an arming loop iteration this long counts as a stall */
+
 typedef struct fire {
     int64_t deadline_ns;
     uint32_t idx;
@@ -143,9 +145,17 @@ void w7_timers(bench *b)
     int64_t proc0 = bench_clock_ns(CLOCK_PROCESS_CPUTIME_ID), cpu0 = bench_clock_ns(CLOCK_THREAD_CPUTIME_ID);
     struct rusage ru0, ru1;
     getrusage(RUSAGE_THREAD, &ru0);
+    /* Iterations of the loop that took over STALL_NS (a page brought in,
+     * a preemption), from the clock read each iteration makes anyway. */
+    int64_t prev = start, longest = 0, stalls = 0;
     for (int64_t i = 0; i < t; i++) {
         int d = next_delay_ms(&x);
-        fire f = {bench_now_ns() + (int64_t)d * 1000000, (uint32_t)i};
+        int64_t at = bench_now_ns();
+        if (at - prev > longest)
+            longest = at - prev;
+        stalls += at - prev > STALL_NS;
+        prev = at;
+        fire f = {at + (int64_t)d * 1000000, (uint32_t)i};
         gs_timer tm = 0;
         int rc = gs_send_after(b->rt, col, W7_FIRE, &f, sizeof f, d, &tm);
         if (rc != GS_OK) {
@@ -176,6 +186,8 @@ void w7_timers(bench *b)
                      (int64_t)(ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) * 1000;
     bench_set_int(b, "arming_sys_ns_per_op", sys_ns / t);
     bench_set_int(b, "arming_preempted", ru1.ru_nivcsw - ru0.ru_nivcsw);
+    bench_set_int(b, "arming_stalls", stalls);
+    bench_set_int(b, "arming_longest_ns", longest);
     /* Deliveries so far happened during the set-up phase, where the timer
      * thread competes with the arming loop for the CPUs. */
     int64_t during[3] = {0, 0, 0};
