@@ -25,7 +25,7 @@
 typedef struct reg_entry {
     struct cds_lfht_node node;
     struct rcu_head rcu;
-    gs_pid pid;
+    _Atomic gs_pid pid; /* see gs_register */
     struct reg_entry *next_of_pid; /* the server's own list, under reg_lock */
     char name[];
 } reg_entry;
@@ -128,11 +128,14 @@ static void entry_free_rcu(struct rcu_head *head)
     free(caa_container_of(head, reg_entry, rcu));
 }
 
+bool registry_name_valid(const char *name)
+{
+    return name != NULL && name[0] != '\0' && strnlen(name, GS_NAME_MAX + 1) <= GS_NAME_MAX;
+}
+
 static int check_name(const char *name)
 {
-    if (name == NULL || name[0] == '\0' || strnlen(name, GS_NAME_MAX + 1) > GS_NAME_MAX)
-        return GS_EINVAL;
-    return GS_OK;
+    return registry_name_valid(name) ? GS_OK : GS_EINVAL;
 }
 
 int gs_register(gs_runtime *rt, const char *name, gs_pid pid)
@@ -144,7 +147,11 @@ int gs_register(gs_runtime *rt, const char *name, gs_pid pid)
     if (e == NULL)
         return GS_ENOMEM;
     memcpy(e->name, name, len + 1);
-    e->pid = pid;
+    /* release, paired with gs_whereis's acquire: liburcu publishes the
+     * node with its own barriers, which ThreadSanitizer cannot see (the
+     * library is not instrumented); this pair shows it that a reader of
+     * the pid sees the entry made. Plain moves on x86. */
+    atomic_store_explicit(&e->pid, pid, memory_order_release);
     cds_lfht_node_init(&e->node);
     rcu_thread_enter();
     pthread_mutex_lock(&rt->reg_lock);
@@ -172,7 +179,7 @@ int gs_register(gs_runtime *rt, const char *name, gs_pid pid)
 /* Unlinks e from its server's list of names (under reg_lock). */
 static void unlink_from_pid(gs_runtime *rt, reg_entry *e)
 {
-    proc *p = proc_table_at(rt, pid_index(e->pid));
+    proc *p = proc_table_at(rt, pid_index(atomic_load_explicit(&e->pid, memory_order_relaxed)));
     for (reg_entry **at = &p->names; *at != NULL; at = &(*at)->next_of_pid) {
         if (*at == e) {
             *at = e->next_of_pid;
@@ -222,7 +229,7 @@ int gs_whereis(gs_runtime *rt, const char *name, gs_pid *out)
     cds_lfht_lookup(ht, name_hash(name), name_match, name, &it);
     struct cds_lfht_node *node = cds_lfht_iter_get_node(&it);
     if (node != NULL) {
-        *out = caa_container_of(node, reg_entry, node)->pid;
+        *out = atomic_load_explicit(&caa_container_of(node, reg_entry, node)->pid, memory_order_acquire);
         rc = GS_OK;
     }
     urcu_memb_read_unlock();
