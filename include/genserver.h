@@ -76,7 +76,7 @@ typedef struct gs_msg {
                          aligned for any type (max_align_t); NULL when len is 0 */
     size_t len;
     gs_pid sender; /* the sending server, or GS_NOPID for outside threads and timers */
-    /* The timer that sent it (gs_send_after, gs_send_interval), else 0:
+    /* The timer that sent it (gs_send_after, _name, gs_send_interval), else 0:
      * as the reference in erlang:start_timer's {timeout, Ref, Msg}, it
      * tells a server that re-arms its timer the current timer's message
      * from a late one of an earlier timer. */
@@ -358,6 +358,15 @@ typedef uint64_t gs_timer;
  * not yet freed). */
 int gs_send_after(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len, int delay_ms,
                   gs_timer *out);
+
+/* As gs_send_after, to whichever server is registered as `name` when the
+ * timer fires (erlang:send_after/3 with a registered name): the name is
+ * not looked up now, and if no server holds it then, the message is
+ * dropped. The timer belongs to no server, so no server's exit cancels
+ * it. Returns GS_OK, GS_EINVAL (as gs_send_after, or name NULL, empty or
+ * longer than GS_NAME_MAX), GS_EMSGSIZE, GS_ENOMEM, GS_EAGAIN. */
+int gs_send_after_name(gs_runtime *rt, const char *name, uint32_t tag, const void *data, size_t len, int delay_ms,
+                       gs_timer *out);
 
 /* An interval timer (timer:send_interval): delivers a copy of (tag, data,
  * len) to `to`'s handle_info every interval_ms, the first after

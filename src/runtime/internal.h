@@ -453,6 +453,9 @@ int registry_init(gs_runtime *rt);
 void registry_destroy(gs_runtime *rt);
 void registry_release(gs_runtime *rt, proc *p);
 void registry_thread_exit(void);
+/* Whether name is one gs_register would take (not NULL, not empty, at
+ * most GS_NAME_MAX bytes). */
+bool registry_name_valid(const char *name);
 
 /* links.c */
 void links_on_link(proc *p, const msg *m);

@@ -31,7 +31,7 @@
 enum { TS_FREE = 0, TS_PENDING = 1, TS_DONE = 2, TS_CANCELLED = 3 };
 #define ST_DRAINED 4u /* the timer thread has taken the record in */
 #define ST_GEN_SHIFT 3
-enum { TK_SEND, TK_PURGE, TK_FN };
+enum { TK_SEND, TK_PURGE, TK_FN, TK_NAMED }; /* TK_NAMED: gs_send_after_name */
 enum { AT_NOWHERE, AT_WHEEL, AT_BUCKET }; /* where the timer thread keeps a record */
 #define TIMER_INLINE_MAX 32u /* payloads up to this size sit in the record */
 
@@ -66,6 +66,12 @@ typedef struct timer_rec {
             uint64_t a, b;
         } call;       /* TK_FN */
         msg *m;       /* TK_SEND, payload too big to sit inline */
+        /* TK_NAMED: the message (m's place, so rec_recycle frees it as m)
+         * and the name it goes to, looked up when the timer fires. */
+        struct {
+            msg *m;
+            char *name;
+        } named;
         unsigned char data[TIMER_INLINE_MAX]; /* TK_SEND, inline */
         /* TK_SEND with msg_kind MSG_TICK (never inline): the message each
          * tick copies (m's place, so rec_recycle frees it as m), and the
@@ -129,9 +135,14 @@ static inline timer_rec *rec_from_inbox(mbox_node *n)
  * relaxed: the record reaches its next user through the pool. */
 static inline void rec_recycle(timer_service *ts, timer_rec *r, pool_cache *c)
 {
-    if (atomic_load_explicit(&r->kind, memory_order_relaxed) == TK_SEND && !r->inline_data) {
+    uint8_t kind = atomic_load_explicit(&r->kind, memory_order_relaxed);
+    if ((kind == TK_SEND || kind == TK_NAMED) && !r->inline_data) {
         msg_free(r->u.m);
         r->u.m = NULL;
+    }
+    if (kind == TK_NAMED) {
+        free(r->u.named.name);
+        r->u.named.name = NULL;
     }
     uint64_t w = atomic_load_explicit(&r->state, memory_order_relaxed);
     atomic_store_explicit(&r->state, state_word(w >> ST_GEN_SHIFT, TS_FREE), memory_order_relaxed);

@@ -215,7 +215,9 @@ static void fire(gs_runtime *rt, timer_rec *r, uint64_t now)
         return;
     }
     msg *m = NULL;
-    if (kind == TK_SEND) {
+    if (kind == TK_NAMED) {
+        m = r->u.named.m; /* made when armed */
+    } else if (kind == TK_SEND) {
         /* The message first, so that an allocation failure leaves the
          * timer pending (tried again next tick, still cancellable). */
         if (r->inline_data) {
@@ -239,6 +241,14 @@ static void fire(gs_runtime *rt, timer_rec *r, uint64_t now)
     list_unlink(rt, r);
     if (kind == TK_FN) {
         r->u.call.fn(rt, r->u.call.a, r->u.call.b);
+    } else if (kind == TK_NAMED) {
+        r->u.named.m = NULL; /* handed over */
+        m->ticket = (ticket){.slot = r->idx, .seq = w >> ST_GEN_SHIFT};
+        gs_pid to;
+        if (gs_whereis(rt, r->u.named.name, &to) == GS_OK)
+            (void)msg_send(rt, to, m); /* frees m if gone */
+        else
+            msg_free(m); /* nobody holds the name now: dropped, as erlang:send_after does */
     } else {
         if (!r->inline_data)
             r->u.m = NULL; /* handed over */

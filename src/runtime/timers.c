@@ -35,6 +35,10 @@
  *     the thread after the purge finds its target dead and is freed then.
  *     gs_cancel_timer on such a timer returns GS_ENOENT even before the
  *     purge ran, because it checks that the target is still alive.
+ *   - A timer to a registered name (gs_send_after_name) carries its
+ *     message and a copy of the name, and belongs to no server: the
+ *     timer thread looks the name up when it fires and drops the message
+ *     if nobody holds it then (erlang:send_after/3 with an atom).
  *   - Idle timeouts cost nothing per message: the server records when it
  *     last handled one (once per scheduling turn), and one timer, armed for
  *     last_activity + idle, checks on arrival whether silence really
@@ -161,6 +165,20 @@ static void rec_publish(gs_runtime *rt, timer_arming *a, timer_rec *r, uint64_t 
     submit(rt->timers, r, wake_ns);
 }
 
+/* Makes a filled record pending: held in the arming thread's outbox when
+ * `hold` (its deadline is at least HOLD_AHEAD_NS away, timer_outbox.c),
+ * else pushed to the timer thread at once. */
+static void arm_finish(gs_runtime *rt, timer_arming *a, timer_rec *r, uint64_t gen, uint64_t deadline_ns, bool hold,
+                       gs_timer *out)
+{
+    if (hold && a != NULL) {
+        rec_make_pending(rt, r, gen, out);
+        outbox_hold(rt, a, r);
+    } else {
+        rec_publish(rt, a, r, gen, deadline_ns, out);
+    }
+}
+
 /* Arms a TK_SEND timer delivering (msg_kind, tag, data, len) to pid, whose
  * slot mark is `mark` (read as `seen`). `hold`: its deadline is at least
  * HOLD_AHEAD_NS away, so it may wait in the arming thread's outbox
@@ -204,25 +222,27 @@ static int arm_send(gs_runtime *rt, _Atomic uint64_t *mark, uint64_t seen, gs_pi
      * record in. */
     if ((seen & MARK_TIMERS) == 0)
         atomic_fetch_or_explicit(mark, MARK_TIMERS, memory_order_seq_cst);
-    if (hold && a != NULL) {
-        rec_make_pending(rt, r, gen, out);
-        outbox_hold(rt, a, r);
-    } else {
-        rec_publish(rt, a, r, gen, deadline_ns, out);
-    }
+    arm_finish(rt, a, r, gen, deadline_ns, hold, out);
     return GS_OK;
 }
 
 /* gs_send_after (MSG_INFO, once after ms) and gs_send_interval
  * (MSG_TICK, every ms, ms >= min_ms): the checks, then the arming. */
-static int send_timer(gs_runtime *rt, gs_pid to, uint8_t msg_kind, uint32_t tag, const void *data, size_t len,
-                      int ms, int min_ms, gs_timer *out)
+/* The argument checks every timer that delivers a message makes. */
+static int send_args_check(gs_runtime *rt, uint32_t tag, const void *data, size_t len, int ms, int min_ms)
 {
     if (rt == NULL || (data == NULL && len > 0) || tag >= GS_TAG_RUNTIME_BASE || ms < min_ms ||
         ms > GS_TIMEOUT_MAX_MS)
         return GS_EINVAL;
-    if (len > GS_MSG_MAX)
-        return GS_EMSGSIZE;
+    return len > GS_MSG_MAX ? GS_EMSGSIZE : GS_OK;
+}
+
+static int send_timer(gs_runtime *rt, gs_pid to, uint8_t msg_kind, uint32_t tag, const void *data, size_t len,
+                      int ms, int min_ms, gs_timer *out)
+{
+    int rc = send_args_check(rt, tag, data, len, ms, min_ms);
+    if (rc != GS_OK)
+        return rc;
     _Atomic uint64_t *mark;
     uint64_t seen = target_mark(rt, to, &mark);
     if (!slot_mark_alive(seen, to))
@@ -245,6 +265,45 @@ int gs_send_interval(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, 
     return send_timer(rt, to, MSG_TICK, tag, data, len, interval_ms, 1, out);
 }
 
+/* A TK_NAMED timer: its message is made now and its name copied, so that
+ * firing allocates nothing; the name is looked up when it fires
+ * (timer_thread.c). It belongs to no server: no slot mark, no purge. */
+int gs_send_after_name(gs_runtime *rt, const char *name, uint32_t tag, const void *data, size_t len, int delay_ms,
+                       gs_timer *out)
+{
+    int rc = send_args_check(rt, tag, data, len, delay_ms, 0);
+    if (rc != GS_OK)
+        return rc;
+    if (!registry_name_valid(name))
+        return GS_EINVAL;
+    size_t name_len = strlen(name);
+    char *copy = gs_malloc(name_len + 1);
+    msg *m = copy != NULL ? msg_new(rt, MSG_INFO, tag, data, len) : NULL;
+    if (m == NULL) {
+        free(copy);
+        return GS_ENOMEM;
+    }
+    memcpy(copy, name, name_len + 1);
+    m->sender = GS_NOPID; /* timers deliver as the runtime */
+    uint64_t delay_ns = (uint64_t)delay_ms * 1000000u;
+    uint64_t deadline_ns = deadline_clock_ns() + delay_ns;
+    timer_arming *a = arming_side(rt);
+    timer_rec *r;
+    uint64_t gen;
+    if ((rc = rec_new(rt, a, TK_NAMED, GS_NOPID, deadline_ns, &r, &gen)) != GS_OK) {
+        msg_free(m);
+        free(copy);
+        return rc;
+    }
+    r->msg_kind = MSG_INFO;
+    r->tag = tag;
+    r->inline_data = false;
+    r->u.named.m = m;
+    r->u.named.name = copy;
+    arm_finish(rt, a, r, gen, deadline_ns, delay_ns >= HOLD_AHEAD_NS, out);
+    return GS_OK;
+}
+
 /* Whether state word w is timer `gen`'s and pending. */
 static bool pending_as(uint64_t w, uint64_t gen)
 {
@@ -261,11 +320,11 @@ static timer_rec *rec_of_handle(gs_runtime *rt, gs_timer t)
 }
 
 /* Whether a pending timer still counts: its server lives (internal
- * timers, call timeouts, have none). One whose server died is harmless
- * already; its record is freed by the purge. */
+ * timers, call timeouts and timers to a name have none). One whose server
+ * died is harmless already; its record is freed by the purge. */
 static bool timer_target_lives(gs_runtime *rt, uint8_t kind, gs_pid target)
 {
-    return kind == TK_FN || slot_mark_alive(target_mark(rt, target, NULL), target);
+    return kind != TK_SEND || slot_mark_alive(target_mark(rt, target, NULL), target);
 }
 
 int gs_cancel_timer(gs_runtime *rt, gs_timer t)
