@@ -149,6 +149,26 @@ static inline int call_i64(gs_runtime *rt, gs_pid pid, uint32_t tag, int64_t in,
     return rc;
 }
 
+/* What a collector keeps of a timer's message (test_timers.c,
+ * test_named_timers.c): value is the payload when it is one int64_t,
+ * else -1; server tells collectors apart. */
+typedef struct timer_record {
+    int server;
+    uint32_t tag;
+    int64_t value;
+    gs_pid sender;
+    gs_timer timer;
+    int64_t at_ns;
+} timer_record;
+
+static inline timer_record timer_record_of(const gs_msg *m, int server)
+{
+    timer_record r = {server, m->tag, -1, m->sender, m->timer, now_ns()};
+    if (m->len == sizeof(int64_t))
+        memcpy(&r.value, m->data, sizeof(int64_t));
+    return r;
+}
+
 /* ------------------------------------------------------------------ */
 /* Log capture (thread safe; usable as a gs_log_fn)                     */
 /* ------------------------------------------------------------------ */

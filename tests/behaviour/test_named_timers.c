@@ -8,16 +8,7 @@
 
 #define MAXREC 256
 
-typedef struct record {
-    int server; /* which collector got it */
-    uint32_t tag;
-    int64_t value;
-    gs_pid sender;
-    gs_timer timer;
-    int64_t at_ns;
-} record;
-
-static record recs[MAXREC];
+static timer_record recs[MAXREC];
 static atomic_int nrecs;
 static pthread_mutex_t recs_lock = PTHREAD_MUTEX_INITIALIZER; /* two collectors may record at once */
 
@@ -34,9 +25,7 @@ static int collector_info(gs_ctx *ctx, void *state, const gs_msg *m)
     pthread_mutex_lock(&recs_lock);
     int i = atomic_load(&nrecs);
     if (i < MAXREC) {
-        recs[i] = (record){*(int *)state, m->tag, -1, m->sender, m->timer, now_ns()};
-        if (m->len == sizeof(int64_t))
-            memcpy(&recs[i].value, m->data, sizeof(int64_t));
+        recs[i] = timer_record_of(m, *(int *)state);
         atomic_store(&nrecs, i + 1);
     }
     pthread_mutex_unlock(&recs_lock);

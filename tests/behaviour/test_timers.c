@@ -3,15 +3,7 @@
 
 /* A collector records every timer message it gets. */
 #define MAXREC 4096
-typedef struct record {
-    uint32_t tag;
-    int64_t value;
-    gs_pid sender;
-    gs_timer timer;
-    int64_t at_ns;
-} record;
-
-static record recs[MAXREC];
+static timer_record recs[MAXREC];
 static atomic_int nrecs;
 static atomic_int casts_seen;
 
@@ -19,13 +11,7 @@ static int collector_info(gs_ctx *ctx, void *state, const gs_msg *m)
 {
     int i = atomic_load(&nrecs);
     if (i < MAXREC) {
-        recs[i].tag = m->tag;
-        recs[i].value = -1;
-        if (m->len == sizeof(int64_t))
-            memcpy(&recs[i].value, m->data, sizeof(int64_t));
-        recs[i].sender = m->sender;
-        recs[i].timer = m->timer;
-        recs[i].at_ns = now_ns();
+        recs[i] = timer_record_of(m, 0);
         atomic_store(&nrecs, i + 1); /* one server: callbacks never overlap */
     }
     return GS_OK;
