@@ -76,7 +76,8 @@ typedef struct gs_msg {
                          aligned for any type (max_align_t); NULL when len is 0 */
     size_t len;
     gs_pid sender; /* the sending server, or GS_NOPID for outside threads and timers */
-    /* The timer that sent it (gs_send_after, _name, gs_send_interval), else 0:
+    /* The timer that sent it (gs_send_after, gs_send_interval, their _name
+     * forms), else 0:
      * as the reference in erlang:start_timer's {timeout, Ref, Msg}, it
      * tells a server that re-arms its timer the current timer's message
      * from a late one of an earlier timer. */
@@ -384,6 +385,15 @@ int gs_send_after_name(gs_runtime *rt, const char *name, uint32_t tag, const voi
  * (as gs_send_after). */
 int gs_send_interval(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len, int interval_ms,
                      gs_timer *out);
+
+/* As gs_send_interval, to whichever server is registered as `name` at
+ * each tick (timer:send_interval/3 with a registered name): a tick that
+ * finds nobody holding the name is dropped, and the timer ticks on until
+ * cancelled; no server's exit ends it. Returns as gs_send_interval, with
+ * GS_EINVAL for a bad name (as gs_send_after_name) instead of
+ * GS_ENOPROC. */
+int gs_send_interval_name(gs_runtime *rt, const char *name, uint32_t tag, const void *data, size_t len,
+                          int interval_ms, gs_timer *out);
 
 /* Cancels a timer. Returns GS_OK if it was cancelled before firing (its
  * message will never be delivered, and its memory is freed soon, not at

@@ -66,10 +66,13 @@ typedef struct timer_rec {
             uint64_t a, b;
         } call;       /* TK_FN */
         msg *m;       /* TK_SEND, payload too big to sit inline */
-        /* TK_NAMED: the message (m's place, so rec_recycle frees it as m)
-         * and the name it goes to, looked up when the timer fires. */
+        /* TK_NAMED: the message (m's place, so rec_recycle frees it as m;
+         * with MSG_TICK the template, as tick.tmpl), the interval (as
+         * tick.interval_ns) and the name it goes to, looked up each time
+         * the timer fires. */
         struct {
             msg *m;
+            uint64_t interval_ns;
             char *name;
         } named;
         unsigned char data[TIMER_INLINE_MAX]; /* TK_SEND, inline */
@@ -85,6 +88,9 @@ typedef struct timer_rec {
 
 #define TIMER_REC_SIZE 128u
 _Static_assert(sizeof(timer_rec) == TIMER_REC_SIZE, "a timer record is two cache lines");
+_Static_assert(offsetof(timer_rec, u.named.m) == offsetof(timer_rec, u.tick.tmpl) &&
+                   offsetof(timer_rec, u.named.interval_ns) == offsetof(timer_rec, u.tick.interval_ns),
+               "fire_tick reads a named interval timer as any interval timer");
 _Static_assert(offsetof(timer_rec, target) == 64, "the first line holds what every drain reads");
 
 typedef struct timer_service {

@@ -181,7 +181,16 @@ static void fire_tick(gs_runtime *rt, timer_rec *r, uint64_t w, uint64_t now)
         return;
     }
     m->ticket = (ticket){.slot = r->idx, .seq = w >> ST_GEN_SHIFT};
-    if (msg_send(rt, atomic_load_explicit(&r->target, memory_order_relaxed), m) == GS_ENOPROC) { /* m freed */
+    if (atomic_load_explicit(&r->kind, memory_order_relaxed) == TK_NAMED) {
+        /* To a name: whoever holds it now gets this tick; with nobody,
+         * or a holder just gone, the tick is dropped and the timer ticks
+         * on (timer:send_interval to a registered name). */
+        gs_pid to;
+        if (gs_whereis(rt, r->u.named.name, &to) == GS_OK)
+            (void)msg_send(rt, to, m); /* frees m if gone */
+        else
+            msg_free(m);
+    } else if (msg_send(rt, atomic_load_explicit(&r->target, memory_order_relaxed), m) == GS_ENOPROC) { /* m freed */
         list_unlink(rt, r);
         /* acq_rel: one winner against gs_cancel_timer, whose removal
          * request frees the record if it won (it is nowhere now). */
@@ -210,7 +219,7 @@ static void fire(gs_runtime *rt, timer_rec *r, uint64_t now)
         return;
     }
     uint8_t kind = atomic_load_explicit(&r->kind, memory_order_relaxed);
-    if (kind == TK_SEND && r->msg_kind == MSG_TICK) {
+    if ((kind == TK_SEND || kind == TK_NAMED) && r->msg_kind == MSG_TICK) {
         fire_tick(rt, r, w, now);
         return;
     }

@@ -265,27 +265,29 @@ int gs_send_interval(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, 
     return send_timer(rt, to, MSG_TICK, tag, data, len, interval_ms, 1, out);
 }
 
-/* A TK_NAMED timer: its message is made now and its name copied, so that
- * firing allocates nothing; the name is looked up when it fires
- * (timer_thread.c). It belongs to no server: no slot mark, no purge. */
-int gs_send_after_name(gs_runtime *rt, const char *name, uint32_t tag, const void *data, size_t len, int delay_ms,
-                       gs_timer *out)
+/* A TK_NAMED timer (gs_send_after_name: MSG_INFO once; and
+ * gs_send_interval_name: MSG_TICK every ms): its message is made now and
+ * its name copied, so that firing allocates nothing but a tick's copy;
+ * the name is looked up each time it fires (timer_thread.c). It belongs
+ * to no server: no slot mark, no purge. */
+static int send_timer_named(gs_runtime *rt, const char *name, uint8_t msg_kind, uint32_t tag, const void *data,
+                            size_t len, int ms, int min_ms, gs_timer *out)
 {
-    int rc = send_args_check(rt, tag, data, len, delay_ms, 0);
+    int rc = send_args_check(rt, tag, data, len, ms, min_ms);
     if (rc != GS_OK)
         return rc;
     if (!registry_name_valid(name))
         return GS_EINVAL;
     size_t name_len = strlen(name);
     char *copy = gs_malloc(name_len + 1);
-    msg *m = copy != NULL ? msg_new(rt, MSG_INFO, tag, data, len) : NULL;
+    msg *m = copy != NULL ? msg_new(rt, msg_kind, tag, data, len) : NULL;
     if (m == NULL) {
         free(copy);
         return GS_ENOMEM;
     }
     memcpy(copy, name, name_len + 1);
     m->sender = GS_NOPID; /* timers deliver as the runtime */
-    uint64_t delay_ns = (uint64_t)delay_ms * 1000000u;
+    uint64_t delay_ns = (uint64_t)ms * 1000000u;
     uint64_t deadline_ns = deadline_clock_ns() + delay_ns;
     timer_arming *a = arming_side(rt);
     timer_rec *r;
@@ -295,13 +297,26 @@ int gs_send_after_name(gs_runtime *rt, const char *name, uint32_t tag, const voi
         free(copy);
         return rc;
     }
-    r->msg_kind = MSG_INFO;
+    r->msg_kind = msg_kind;
     r->tag = tag;
     r->inline_data = false;
     r->u.named.m = m;
+    r->u.named.interval_ns = msg_kind == MSG_TICK ? delay_ns : 0;
     r->u.named.name = copy;
     arm_finish(rt, a, r, gen, deadline_ns, delay_ns >= HOLD_AHEAD_NS, out);
     return GS_OK;
+}
+
+int gs_send_after_name(gs_runtime *rt, const char *name, uint32_t tag, const void *data, size_t len, int delay_ms,
+                       gs_timer *out)
+{
+    return send_timer_named(rt, name, MSG_INFO, tag, data, len, delay_ms, 0, out);
+}
+
+int gs_send_interval_name(gs_runtime *rt, const char *name, uint32_t tag, const void *data, size_t len,
+                          int interval_ms, gs_timer *out)
+{
+    return send_timer_named(rt, name, MSG_TICK, tag, data, len, interval_ms, 1, out);
 }
 
 /* Whether state word w is timer `gen`'s and pending. */

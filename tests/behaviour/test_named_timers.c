@@ -1,7 +1,9 @@
 /* Timers to a registered name: gs_send_after_name looks the name up when
  * the timer fires, not when it is armed (erlang:send_after/3 with an
  * atom), drops the message if nobody holds the name then, is cancelled
- * and read like any timer, and is not tied to the life of a server. */
+ * and read like any timer, and is not tied to the life of a server;
+ * gs_send_interval_name does so at every tick and ticks on through the
+ * times nobody holds the name. */
 #include "common.h"
 
 #include <string.h>
@@ -166,6 +168,75 @@ Test(named_timers, pending_named_timers_are_freed_by_runtime_stop, .timeout = 20
     rt_free(rt); /* LeakSanitizer fails the suite if a name or message is left */
 }
 
+/* Counts the ticks (tag 6) each collector got so far. */
+static void ticks_by_server(int *one, int *two)
+{
+    pthread_mutex_lock(&recs_lock);
+    *one = *two = 0;
+    for (int i = 0; i < atomic_load(&nrecs); i++)
+        if (recs[i].tag == 6) {
+            *one += recs[i].server == 1;
+            *two += recs[i].server == 2;
+        }
+    pthread_mutex_unlock(&recs_lock);
+}
+
+Test(named_timers, an_interval_follows_the_name_and_ticks_on_while_nobody_holds_it, .timeout = 30)
+{
+    reset();
+    gs_runtime *rt = rt_new(2);
+    gs_pid c1 = start_ok(rt, &collector_ops, &ONE), c2 = start_ok(rt, &collector_ops, &TWO);
+    cr_assert_eq(gs_register(rt, "beat", c1), GS_OK);
+    gs_timer t = 0;
+    int64_t v = 9;
+    cr_assert_eq(gs_send_interval_name(rt, "beat", 6, &v, sizeof v, 10, &t), GS_OK);
+    cr_assert(wait_int_eq(&nrecs, 3, 5000), "ticks to the first holder");
+    /* Nobody holds the name: ticks are dropped, the timer runs on. */
+    cr_assert_eq(gs_unregister(rt, "beat"), GS_OK);
+    sleep_ms(20); /* a tick already queued to c1 may still land */
+    int one_before, two_before;
+    ticks_by_server(&one_before, &two_before);
+    sleep_ms(60);
+    int one, two;
+    ticks_by_server(&one, &two);
+    cr_assert_eq(one, one_before, "a tick reached the old holder after it lost the name");
+    cr_assert_eq(two, 0);
+    int left = -1;
+    cr_assert_eq(gs_read_timer(rt, t, &left), GS_OK, "still ticking with nobody to tick to");
+    cr_assert_leq(left, 10);
+    /* A new holder gets the ticks from then on. */
+    cr_assert_eq(gs_register(rt, "beat", c2), GS_OK);
+    int64_t until = now_ns() + 5000 * 1000000LL;
+    do {
+        sleep_ms(5);
+        ticks_by_server(&one, &two);
+    } while (two < 3 && now_ns() < until);
+    cr_assert_geq(two, 3, "ticks to the second holder");
+    for (int i = 0; i < atomic_load(&nrecs); i++)
+        cr_assert(recs[i].tag == 6 && recs[i].value == 9 && recs[i].timer == t && recs[i].sender == GS_NOPID);
+    /* Cancelled: no tick afterwards (the holder does not cancel it here,
+     * so one already queued may still land: allow for that). */
+    cr_assert_eq(gs_cancel_timer(rt, t), GS_OK);
+    sleep_ms(20);
+    int settled = atomic_load(&nrecs);
+    sleep_ms(60);
+    cr_assert_eq(atomic_load(&nrecs), settled, "ticks after the cancel");
+    cr_assert_eq(gs_cancel_timer(rt, t), GS_ENOENT);
+    cr_assert(timers_all_freed(rt));
+    rt_free(rt);
+}
+
+Test(named_timers, a_running_named_interval_is_freed_by_runtime_stop, .timeout = 20)
+{
+    gs_runtime *rt = rt_new(1);
+    gs_pid c = start_ok(rt, &collector_ops, &ONE);
+    cr_assert_eq(gs_register(rt, "beat", c), GS_OK);
+    cr_assert_eq(gs_send_interval_name(rt, "beat", 6, "x", 1, 1, NULL), GS_OK);
+    cr_assert_eq(gs_send_interval_name(rt, "nobody", 6, "x", 1, 1, NULL), GS_OK);
+    sleep_ms(30);
+    rt_free(rt); /* LeakSanitizer fails the suite if a template or name is left */
+}
+
 Test(named_timers, bad_arguments, .timeout = 10)
 {
     gs_runtime *rt = rt_new(1);
@@ -185,5 +256,8 @@ Test(named_timers, bad_arguments, .timeout = 10)
     cr_assert_eq(gs_send_after_name(rt, "x", 1, &v, sizeof v, GS_TIMEOUT_MAX_MS + 1, &t), GS_EINVAL);
     cr_assert_eq(gs_send_after_name(rt, "x", GS_TAG_TIMEOUT, &v, sizeof v, 10, &t), GS_EINVAL, "a runtime tag");
     cr_assert_eq(gs_send_after_name(rt, "x", 1, &v, (size_t)GS_MSG_MAX + 1, 10, &t), GS_EMSGSIZE);
+    cr_assert_eq(gs_send_interval_name(rt, "x", 1, &v, sizeof v, 0, &t), GS_EINVAL, "an interval of 0 ms");
+    cr_assert_eq(gs_send_interval_name(rt, "", 1, &v, sizeof v, 10, &t), GS_EINVAL);
+    cr_assert_eq(gs_send_interval_name(NULL, "x", 1, &v, sizeof v, 10, &t), GS_EINVAL);
     rt_free(rt);
 }

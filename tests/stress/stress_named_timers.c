@@ -6,7 +6,9 @@
  * record's name and message however it ends. Accounting: no timer is
  * delivered twice, none whose cancel returned GS_OK is delivered, each
  * delivery reaches a server that held the name at some point, and the
- * runtime holds no timer at the end (every record freed).
+ * runtime holds no timer at the end (every record freed). Two interval
+ * timers to the name (gs_send_interval_name) tick throughout and are
+ * cancelled at the end.
  *
  * Plain main (TSan cannot start Criterion binaries). */
 #define _GNU_SOURCE
@@ -30,13 +32,17 @@ static gs_runtime *rt;
 static gs_pid holders[2];
 static atomic_uchar delivered[TOTAL];
 static atomic_uchar cancelled_ok[TOTAL];
-static atomic_int bad_payload, stranger;
-static atomic_int armers_done, moves;
+static atomic_int bad_payload, stranger, ticks;
+static atomic_int moves, mover_stop;
 
 static int on_info(gs_ctx *ctx, void *state, const gs_msg *m)
 {
     (void)ctx;
     (void)state;
+    if (m->tag == 2) { /* an interval timer's tick */
+        atomic_fetch_add(&ticks, 1);
+        return GS_OK;
+    }
     uint32_t id;
     if (m->len != sizeof id) {
         atomic_fetch_add(&bad_payload, 1);
@@ -80,7 +86,6 @@ static void *armer(void *arg)
     for (unsigned s = 0; s < 8; s++)
         if (pending[s] != 0 && gs_cancel_timer(rt, pending[s]) == GS_OK)
             atomic_store(&cancelled_ok[pending_id[s]], 1);
-    atomic_fetch_add(&armers_done, 1);
     return NULL;
 }
 
@@ -89,7 +94,7 @@ static void *mover(void *arg)
 {
     (void)arg;
     unsigned i = 0;
-    while (atomic_load(&armers_done) < ARMERS) {
+    while (!atomic_load(&mover_stop)) {
         int rc = gs_register(rt, "moving", holders[i++ & 1]);
         CHECKF(rc == GS_OK, "gs_register: %d", rc);
         atomic_fetch_add(&moves, 1);
@@ -109,12 +114,21 @@ int main(void)
     CHECK_RC(gs_runtime_start(&rt, &o), GS_OK);
     for (int i = 0; i < 2; i++)
         CHECK_RC(gs_start(rt, &holder_ops, NULL, &holders[i]), GS_OK);
+    gs_timer intervals[2];
+    CHECK_RC(gs_send_interval_name(rt, "moving", 2, NULL, 0, 1, &intervals[0]), GS_OK);
+    CHECK_RC(gs_send_interval_name(rt, "moving", 2, "tick", 4, 3, &intervals[1]), GS_OK);
     pthread_t th[ARMERS + 1];
     CHECKF(pthread_create(&th[ARMERS], NULL, mover, NULL) == 0, "pthread_create");
     for (uintptr_t i = 0; i < ARMERS; i++)
         CHECKF(pthread_create(&th[i], NULL, armer, (void *)i) == 0, "pthread_create");
-    for (int i = 0; i <= ARMERS; i++)
+    for (int i = 0; i < ARMERS; i++)
         pthread_join(th[i], NULL);
+    struct timespec ticking = {0, 100000000}; /* the intervals tick on as the name moves */
+    nanosleep(&ticking, NULL);
+    atomic_store(&mover_stop, 1);
+    pthread_join(th[ARMERS], NULL);
+    for (int i = 0; i < 2; i++)
+        CHECK_RC(gs_cancel_timer(rt, intervals[i]), GS_OK);
     /* Every timer is due within 6 ms: wait until the runtime holds none. */
     gs_runtime_stats st;
     for (int i = 0; i < 5000; i++) {
@@ -140,7 +154,7 @@ int main(void)
     CHECKF(cancels > TOTAL / 4, "only %d cancels won: the stress did not run as meant", cancels);
     CHECK_RC(gs_runtime_stop(rt), GS_OK);
     printf("stress_named_timers: %d timers, %d delivered, %d cancelled, %d dropped with nobody holding the name; "
-           "the name moved %d times\n",
-           TOTAL, got, cancels, TOTAL - got - cancels, atomic_load(&moves));
+           "the name moved %d times; %d interval ticks\n",
+           TOTAL, got, cancels, TOTAL - got - cancels, atomic_load(&moves), atomic_load(&ticks));
     return 0;
 }
