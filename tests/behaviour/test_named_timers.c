@@ -58,12 +58,21 @@ static bool timers_all_freed(gs_runtime *rt)
     return false;
 }
 
-Test(named_timers, delivered_to_whoever_holds_the_name_when_it_fires, .timeout = 20)
+/* A runtime with collectors 1 and 2, the first holding `name`. */
+static gs_runtime *two_collectors(const char *name, gs_pid *c1, gs_pid *c2)
 {
     reset();
     gs_runtime *rt = rt_new(2);
-    gs_pid c1 = start_ok(rt, &collector_ops, &ONE), c2 = start_ok(rt, &collector_ops, &TWO);
-    cr_assert_eq(gs_register(rt, "clock", c1), GS_OK);
+    *c1 = start_ok(rt, &collector_ops, &ONE);
+    *c2 = start_ok(rt, &collector_ops, &TWO);
+    cr_assert_eq(gs_register(rt, name, *c1), GS_OK);
+    return rt;
+}
+
+Test(named_timers, delivered_to_whoever_holds_the_name_when_it_fires, .timeout = 20)
+{
+    gs_pid c1, c2;
+    gs_runtime *rt = two_collectors("clock", &c1, &c2);
     int64_t a = 111, b = 222;
     gs_timer ta = 0, tb = 0;
     int64_t t0 = now_ns();
@@ -140,10 +149,8 @@ Test(named_timers, cancelled_before_firing_never_delivered_and_read_like_any_tim
 
 Test(named_timers, the_holders_exit_does_not_cancel_it, .timeout = 20)
 {
-    reset();
-    gs_runtime *rt = rt_new(2);
-    gs_pid c1 = start_ok(rt, &collector_ops, &ONE), c2 = start_ok(rt, &collector_ops, &TWO);
-    cr_assert_eq(gs_register(rt, "job", c1), GS_OK);
+    gs_pid c1, c2;
+    gs_runtime *rt = two_collectors("job", &c1, &c2);
     gs_timer t = 0;
     int64_t v = 77;
     cr_assert_eq(gs_send_after_name(rt, "job", 5, &v, sizeof v, 200, &t), GS_OK);
@@ -183,10 +190,8 @@ static void ticks_by_server(int *one, int *two)
 
 Test(named_timers, an_interval_follows_the_name_and_ticks_on_while_nobody_holds_it, .timeout = 30)
 {
-    reset();
-    gs_runtime *rt = rt_new(2);
-    gs_pid c1 = start_ok(rt, &collector_ops, &ONE), c2 = start_ok(rt, &collector_ops, &TWO);
-    cr_assert_eq(gs_register(rt, "beat", c1), GS_OK);
+    gs_pid c1, c2;
+    gs_runtime *rt = two_collectors("beat", &c1, &c2);
     gs_timer t = 0;
     int64_t v = 9;
     cr_assert_eq(gs_send_interval_name(rt, "beat", 6, &v, sizeof v, 10, &t), GS_OK);
