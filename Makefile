@@ -35,6 +35,8 @@ release: deps
 run: release
 	@echo "== examples/counter"; $(BUILD)/release/examples/counter
 	@echo "== examples/many_servers"; $(BUILD)/release/examples/many_servers
+	@echo "== examples/session"; $(BUILD)/release/examples/session
+	@echo "== examples/ticker"; $(BUILD)/release/examples/ticker
 
 test: test-asan test-tsan test-install test-aarch64
 	@echo "all tests passed"
