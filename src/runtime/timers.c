@@ -226,8 +226,6 @@ static int arm_send(gs_runtime *rt, _Atomic uint64_t *mark, uint64_t seen, gs_pi
     return GS_OK;
 }
 
-/* gs_send_after (MSG_INFO, once after ms) and gs_send_interval
- * (MSG_TICK, every ms, ms >= min_ms): the checks, then the arming. */
 /* The argument checks every timer that delivers a message makes. */
 static int send_args_check(gs_runtime *rt, uint32_t tag, const void *data, size_t len, int ms, int min_ms)
 {
@@ -237,6 +235,8 @@ static int send_args_check(gs_runtime *rt, uint32_t tag, const void *data, size_
     return len > GS_MSG_MAX ? GS_EMSGSIZE : GS_OK;
 }
 
+/* gs_send_after (MSG_INFO, once after ms) and gs_send_interval
+ * (MSG_TICK, every ms, ms >= min_ms): the checks, then the arming. */
 static int send_timer(gs_runtime *rt, gs_pid to, uint8_t msg_kind, uint32_t tag, const void *data, size_t len,
                       int ms, int min_ms, gs_timer *out)
 {
