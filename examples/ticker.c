@@ -87,7 +87,8 @@ int main(void)
     gs_set_logger(rt, count_crash_reports, NULL);
     gs_child_spec child = {
         .id = "meter", .ops = &meter_ops, .restart = GS_PERMANENT, .shutdown_ms = 1000, .name = "meter"};
-    gs_sup_spec spec = {.strategy = GS_ONE_FOR_ONE, .intensity = 3, .period_ms = 5000, .children = &child, .nchildren = 1};
+    gs_sup_spec spec = {
+        .strategy = GS_ONE_FOR_ONE, .intensity = 3, .period_ms = 5000, .children = &child, .nchildren = 1};
     gs_pid sup, first, second;
     gs_timer t;
     if (gs_supervisor_start(rt, &spec, &sup) != GS_OK || gs_whereis(rt, "meter", &first) != GS_OK ||
@@ -98,7 +99,8 @@ int main(void)
     if (gs_whereis(rt, "meter", &second) != GS_OK || second == first)
         return 1;
     char a[32], b[32];
-    printf("ticks to meter %s: %d, then it crashed\n", gs_pid_format(first, a, sizeof a), atomic_load(&ticks[0]));
+    printf("ticks to meter %s: %d, then it crashed\n", gs_pid_format(first, a, sizeof a),
+           atomic_load(&ticks[0]));
     printf("restarted as %s: the same timer ticked on to it (%d ticks)\n", gs_pid_format(second, b, sizeof b),
            AFTER_RESTART);
     gs_cancel_timer(rt, t);

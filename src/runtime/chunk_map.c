@@ -151,7 +151,8 @@ void *chunk_map(size_t bytes, bool populate)
     chunk_backing choice = chunk_choose(&c);
     if (atomic_fetch_add_explicit(&populated, 1, memory_order_relaxed) % CHUNK_REPROBE_EVERY ==
         CHUNK_REPROBE_EVERY - 1) {
-        chunk_unmap(map_measured(CHUNK_HUGE_BYTES, choice == BACKING_HUGE ? BACKING_SMALL : BACKING_HUGE), CHUNK_HUGE_BYTES);
+        chunk_backing other = choice == BACKING_HUGE ? BACKING_SMALL : BACKING_HUGE;
+        chunk_unmap(map_measured(CHUNK_HUGE_BYTES, other), CHUNK_HUGE_BYTES);
         chunk_costs_read(&c);
         choice = chunk_choose(&c);
     }

@@ -147,6 +147,17 @@ static void unlink_everywhere(gs_runtime *rt, timer_rec *r)
 
 /* ---- firing ------------------------------------------------------------ */
 
+/* Sends m to whoever holds `name` now (a TK_NAMED timer); with nobody,
+ * m is dropped, as erlang:send_after does. Frees m either way. */
+static void send_to_name(gs_runtime *rt, const char *name, msg *m)
+{
+    gs_pid to;
+    if (gs_whereis(rt, name, &to) == GS_OK)
+        (void)msg_send(rt, to, m); /* frees m if the holder is gone */
+    else
+        msg_free(m);
+}
+
 /* Files r again a tick from now (its message could not be allocated). */
 static void retry_later(gs_runtime *rt, timer_rec *r, uint64_t now)
 {
@@ -185,11 +196,7 @@ static void fire_tick(gs_runtime *rt, timer_rec *r, uint64_t w, uint64_t now)
         /* To a name: whoever holds it now gets this tick; with nobody,
          * or a holder just gone, the tick is dropped and the timer ticks
          * on (timer:send_interval to a registered name). */
-        gs_pid to;
-        if (gs_whereis(rt, r->u.named.name, &to) == GS_OK)
-            (void)msg_send(rt, to, m); /* frees m if gone */
-        else
-            msg_free(m);
+        send_to_name(rt, r->u.named.name, m);
     } else if (msg_send(rt, atomic_load_explicit(&r->target, memory_order_relaxed), m) == GS_ENOPROC) { /* m freed */
         list_unlink(rt, r);
         /* acq_rel: one winner against gs_cancel_timer, whose removal
@@ -253,11 +260,7 @@ static void fire(gs_runtime *rt, timer_rec *r, uint64_t now)
     } else if (kind == TK_NAMED) {
         r->u.named.m = NULL; /* handed over */
         m->ticket = (ticket){.slot = r->idx, .seq = w >> ST_GEN_SHIFT};
-        gs_pid to;
-        if (gs_whereis(rt, r->u.named.name, &to) == GS_OK)
-            (void)msg_send(rt, to, m); /* frees m if gone */
-        else
-            msg_free(m); /* nobody holds the name now: dropped, as erlang:send_after does */
+        send_to_name(rt, r->u.named.name, m);
     } else {
         if (!r->inline_data)
             r->u.m = NULL; /* handed over */

@@ -34,8 +34,10 @@ static int collector_info(gs_ctx *ctx, void *state, const gs_msg *m)
     return GS_OK;
 }
 
-static const gs_server_ops collector_ops = {
-    .name = "named-collector", .state_size = sizeof(int), .init = collector_init, .handle_info = collector_info};
+static const gs_server_ops collector_ops = {.name = "named-collector",
+                                            .state_size = sizeof(int),
+                                            .init = collector_init,
+                                            .handle_info = collector_info};
 
 static const int ONE = 1, TWO = 2;
 
@@ -107,7 +109,8 @@ Test(named_timers, a_name_nobody_holds_when_it_fires_drops_the_message, .timeout
     gs_pid c = start_ok(rt, &collector_ops, &ONE);
     gs_timer t = 0;
     int64_t v = 5;
-    cr_assert_eq(gs_send_after_name(rt, "nobody", 3, &v, sizeof v, 10, &t), GS_OK, "not looked up when armed");
+    cr_assert_eq(gs_send_after_name(rt, "nobody", 3, &v, sizeof v, 10, &t), GS_OK,
+                 "not looked up when armed");
     /* Registered after arming, before firing: found. */
     cr_assert_eq(gs_send_after_name(rt, "later", 4, &v, sizeof v, 150, NULL), GS_OK);
     cr_assert_eq(gs_register(rt, "later", c), GS_OK);
@@ -259,7 +262,8 @@ Test(named_timers, bad_arguments, .timeout = 10)
     cr_assert_eq(gs_send_after_name(rt, "x", 1, NULL, 8, 10, &t), GS_EINVAL);
     cr_assert_eq(gs_send_after_name(rt, "x", 1, &v, sizeof v, -1, &t), GS_EINVAL);
     cr_assert_eq(gs_send_after_name(rt, "x", 1, &v, sizeof v, GS_TIMEOUT_MAX_MS + 1, &t), GS_EINVAL);
-    cr_assert_eq(gs_send_after_name(rt, "x", GS_TAG_TIMEOUT, &v, sizeof v, 10, &t), GS_EINVAL, "a runtime tag");
+    cr_assert_eq(gs_send_after_name(rt, "x", GS_TAG_TIMEOUT, &v, sizeof v, 10, &t), GS_EINVAL,
+                 "a runtime tag");
     cr_assert_eq(gs_send_after_name(rt, "x", 1, &v, (size_t)GS_MSG_MAX + 1, 10, &t), GS_EMSGSIZE);
     cr_assert_eq(gs_send_interval_name(rt, "x", 1, &v, sizeof v, 0, &t), GS_EINVAL, "an interval of 0 ms");
     cr_assert_eq(gs_send_interval_name(rt, "", 1, &v, sizeof v, 10, &t), GS_EINVAL);

@@ -147,13 +147,15 @@ int main(void)
         cancelled_but_delivered += atomic_load(&cancelled_ok[id]) && atomic_load(&delivered[id]);
     }
     CHECKF(twice == 0, "%d timers delivered twice", twice);
-    CHECKF(cancelled_but_delivered == 0, "%d timers cancelled with GS_OK and delivered", cancelled_but_delivered);
+    CHECKF(cancelled_but_delivered == 0, "%d timers cancelled with GS_OK and delivered",
+           cancelled_but_delivered);
     CHECKF(atomic_load(&bad_payload) == 0 && atomic_load(&stranger) == 0, "a message that no timer sent");
     /* Half the timers are cancelled at once or a few timers later, before
      * their 0-5 ms are up: nearly all of those cancels win. */
     CHECKF(cancels > TOTAL / 4, "only %d cancels won: the stress did not run as meant", cancels);
     CHECK_RC(gs_runtime_stop(rt), GS_OK);
-    printf("stress_named_timers: %d timers, %d delivered, %d cancelled, %d dropped with nobody holding the name; "
+    printf("stress_named_timers: %d timers, %d delivered, %d cancelled, %d dropped with nobody holding the "
+           "name; "
            "the name moved %d times; %d interval ticks\n",
            TOTAL, got, cancels, TOTAL - got - cancels, atomic_load(&moves), atomic_load(&ticks));
     return 0;
