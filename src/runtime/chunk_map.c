@@ -38,11 +38,15 @@ static _Atomic uint64_t populated; /* chunks handed out populated, for the re-pr
 uint64_t chunk_cost_of(const uint64_t recent[CHUNK_COST_WINDOW], uint64_t n)
 {
     uint64_t k = n < CHUNK_COST_WINDOW ? n : CHUNK_COST_WINDOW;
-    uint64_t least = 0;
-    for (uint64_t i = 0; i < k; i++)
-        if (i == 0 || recent[i] < least)
-            least = recent[i];
-    return least;
+    if (k <= 1)
+        return k == 0 ? 0 : recent[0];
+    uint64_t sum = 0, most = 0;
+    for (uint64_t i = 0; i < k; i++) {
+        sum += recent[i];
+        if (recent[i] > most)
+            most = recent[i];
+    }
+    return (sum - most) / (k - 1);
 }
 
 chunk_backing chunk_choose(const chunk_costs *c)

@@ -31,17 +31,20 @@
 typedef enum { BACKING_SMALL = 0, BACKING_HUGE = 1 } chunk_backing;
 
 /* What the process has measured so far: per backing, chunks brought in
- * and its cost, the least of the nanoseconds its last CHUNK_COST_WINDOW
- * chunks took (0 when none was measured).
+ * and its cost: the mean nanoseconds of its last CHUNK_COST_WINDOW chunks
+ * leaving out the dearest one (0 when none was measured).
  *
- * Why the least rather than an average: the noise is one-sided. A chunk
- * is slowed, never sped up, by a compaction stall (the first huge page a
- * process asks for on a fragmented host took 9 ms here against 0.15 ms
- * for the rest), a preemption or the host's slow minute. An average
- * seeded by such a probe chose small pages at 6x the cost of huge ones
- * for a whole process, since the backing not chosen is never measured
- * again by use. The least of a short window ignores a lone outlier and
- * still follows a lasting change within CHUNK_COST_WINDOW chunks. */
+ * Why not a plain moving average: it was seeded by the probe's first
+ * chunk, and the first huge page a process asks for can wait 9 ms for
+ * compaction here against 0.15 ms for the rest; seeded so, it chose
+ * small pages at 6x the cost for a whole process (the backing not chosen
+ * is never measured again by use). Why not the least of the window
+ * (tried next): huge pages right after another process freed a lot of
+ * memory cost 0.3 ms when a free one is at hand and 6-9 ms when it must
+ * be compacted, and the least saw only the cheap ones: W7 after W6 then
+ * spent 178-232 ns per timer bringing pages in, against 29-58 with small
+ * pages. The trimmed mean ignores one outlier and follows a backing whose
+ * dear chunks come often. */
 #define CHUNK_COST_WINDOW 4
 
 typedef struct chunk_costs {
