@@ -112,6 +112,20 @@ static void scenario(long fail_after, run_result *r)
         ALLOWED(rc, GS_OK, GS_ENOMEM, GS_EAGAIN);
         if (rc == GS_OK)
             ALLOWED(gs_cancel_timer(rt, t), GS_OK);
+        /* Timers to a name: the name's copy and the message are made when
+         * armed; a failure leaves nothing behind (LeakSanitizer). */
+        rc = gs_register(rt, "faulty", s);
+        ALLOWED(rc, GS_OK, GS_ENOMEM);
+        rc = gs_send_after_name(rt, "faulty", 7, "tick", 4, 1, NULL);
+        ALLOWED(rc, GS_OK, GS_ENOMEM, GS_EAGAIN);
+        rc = gs_send_after_name(rt, "faulty", 7, "tock", 4, 60000, &t);
+        ALLOWED(rc, GS_OK, GS_ENOMEM, GS_EAGAIN);
+        if (rc == GS_OK)
+            ALLOWED(gs_cancel_timer(rt, t), GS_OK);
+        rc = gs_send_interval_name(rt, "faulty", 7, "beat", 4, 1, &t);
+        ALLOWED(rc, GS_OK, GS_ENOMEM, GS_EAGAIN);
+        if (rc == GS_OK)
+            ALLOWED(gs_cancel_timer(rt, t), GS_OK);
         if (w != GS_NOPID) {
             gs_ref ref;
             rc = gs_monitor(rt, w, s, &ref);
