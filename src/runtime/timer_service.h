@@ -31,7 +31,7 @@
 enum { TS_FREE = 0, TS_PENDING = 1, TS_DONE = 2, TS_CANCELLED = 3 };
 #define ST_DRAINED 4u /* the timer thread has taken the record in */
 #define ST_GEN_SHIFT 3
-enum { TK_SEND, TK_PURGE, TK_FN, TK_NAMED }; /* TK_NAMED: gs_send_after_name */
+enum { TK_SEND, TK_PURGE, TK_FN, TK_NAMED }; /* TK_NAMED: gs_send_after_name, gs_send_interval_name */
 enum { AT_NOWHERE, AT_WHEEL, AT_BUCKET }; /* where the timer thread keeps a record */
 #define TIMER_INLINE_MAX 32u /* payloads up to this size sit in the record */
 

@@ -182,7 +182,7 @@ static void retry_later(gs_runtime *rt, timer_rec *r, uint64_t now)
  * ends the timer then and there, whether or not the purge its exit asked
  * for is still on the way: an interval timer must not outlive its server
  * by a missed purge, ticking for ever. */
-static void fire_tick(gs_runtime *rt, timer_rec *r, uint64_t w, uint64_t now)
+static void fire_tick(gs_runtime *rt, timer_rec *r, uint8_t kind, uint64_t w, uint64_t now)
 {
     timer_service *ts = rt->timers;
     const msg *tmpl = r->u.tick.tmpl;
@@ -192,7 +192,7 @@ static void fire_tick(gs_runtime *rt, timer_rec *r, uint64_t w, uint64_t now)
         return;
     }
     m->ticket = (ticket){.slot = r->idx, .seq = w >> ST_GEN_SHIFT};
-    if (atomic_load_explicit(&r->kind, memory_order_relaxed) == TK_NAMED) {
+    if (kind == TK_NAMED) {
         /* To a name: whoever holds it now gets this tick; with nobody,
          * or a holder just gone, the tick is dropped and the timer ticks
          * on (timer:send_interval to a registered name). */
@@ -227,7 +227,7 @@ static void fire(gs_runtime *rt, timer_rec *r, uint64_t now)
     }
     uint8_t kind = atomic_load_explicit(&r->kind, memory_order_relaxed);
     if ((kind == TK_SEND || kind == TK_NAMED) && r->msg_kind == MSG_TICK) {
-        fire_tick(rt, r, w, now);
+        fire_tick(rt, r, kind, w, now);
         return;
     }
     msg *m = NULL;

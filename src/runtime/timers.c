@@ -35,10 +35,11 @@
  *     the thread after the purge finds its target dead and is freed then.
  *     gs_cancel_timer on such a timer returns GS_ENOENT even before the
  *     purge ran, because it checks that the target is still alive.
- *   - A timer to a registered name (gs_send_after_name) carries its
- *     message and a copy of the name, and belongs to no server: the
- *     timer thread looks the name up when it fires and drops the message
- *     if nobody holds it then (erlang:send_after/3 with an atom).
+ *   - A timer to a registered name (gs_send_after_name,
+ *     gs_send_interval_name) carries its message and a copy of the name,
+ *     and belongs to no server: the timer thread looks the name up each
+ *     time it fires and drops the message if nobody holds it then
+ *     (erlang:send_after/3 with an atom).
  *   - Idle timeouts cost nothing per message: the server records when it
  *     last handled one (once per scheduling turn), and one timer, armed for
  *     last_activity + idle, checks on arrival whether silence really
