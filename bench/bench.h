@@ -98,6 +98,10 @@ int64_t bench_status_kb(const char *key);
 /* CPU time the hypervisor gave to others while this VM's CPUs wanted it
  * (steal), in ms summed over the CPUs since boot; -1 if unknown. */
 int64_t bench_steal_ms(void);
+/* CPU time so far of this process's threads whose name starts with
+ * `prefix` (the runtime names its own: "gs-timer", "gs-worker-N"), in ns,
+ * from /proc/self/task/N/schedstat; -1 if unknown. */
+int64_t bench_threads_cpu_ns(const char *prefix);
 
 /* ---- the latch server ------------------------------------------------
  * Counts arrivals (casts, each with an optional int64 added to a sum) and

@@ -1,7 +1,9 @@
 /* harness.c - clock, percentiles, JSON record, checks, RSS and the latch
  * server shared by the gsbench workloads. */
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,6 +256,41 @@ int64_t bench_steal_ms(void)
     if (n != 8 || hz <= 0)
         return -1;
     return (int64_t)(v[7] * 1000ull / (unsigned long long)hz);
+}
+
+int64_t bench_threads_cpu_ns(const char *prefix)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (d == NULL)
+        return -1;
+    int64_t sum = 0;
+    bool found = false;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], comm[32] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        bool named = fgets(comm, sizeof comm, f) != NULL && strncmp(comm, prefix, strlen(prefix)) == 0;
+        fclose(f);
+        if (!named)
+            continue;
+        /* schedstat: time on a CPU (ns), time waiting for one, slices. */
+        snprintf(path, sizeof path, "/proc/self/task/%s/schedstat", e->d_name);
+        f = fopen(path, "r");
+        unsigned long long ns;
+        if (f != NULL && fscanf(f, "%llu", &ns) == 1) {
+            sum += (int64_t)ns;
+            found = true;
+        }
+        if (f != NULL)
+            fclose(f);
+    }
+    closedir(d);
+    return found ? sum : -1;
 }
 
 /* ---- the latch server ---------------------------------------------- */
