@@ -200,6 +200,37 @@ Test(overload, timers_calls_and_stops_at_a_full_mailbox, .timeout = 30)
     rt_free(rt);
 }
 
+/* Timers due together reach their server in one push (timer_thread.c,
+ * "sends in runs"); at a bounded mailbox each message is still weighed on
+ * its own: the room left takes some, the rest are dropped and counted. */
+Test(overload, timers_due_together_at_a_bounded_mailbox_are_weighed_one_by_one, .timeout = 30)
+{
+    reset();
+    atomic_store(&gate_open, 0);
+    gs_runtime *rt = rt_new(2);
+    gs_start_opts o = {.mailbox_max = 10, .overflow = GS_OVERFLOW_REJECT};
+    gs_pid s;
+    cr_assert_eq(gs_start_with(rt, &slow_ops, NULL, &o, &s), GS_OK);
+    cr_assert_eq(gs_cast(rt, s, BLOCK, NULL, 0), GS_OK);
+    sleep_ms(20);
+    for (int i = 0; i < 20; i++)
+        cr_assert_eq(gs_send_after(rt, s, 5, NULL, 0, 20, NULL), GS_OK);
+    gs_server_info info;
+    bool all_fired = false;
+    for (int waited = 0; waited < 5000 && !all_fired; waited += 5) {
+        sleep_ms(5);
+        cr_assert_eq(gs_server_info_get(rt, s, &info), GS_OK);
+        all_fired = info.mailbox_len - 1 + info.refused >= 20; /* less the BLOCK message */
+    }
+    cr_assert(all_fired, "the timers did not all fire");
+    /* the BLOCK message being handled still counts until its turn ends */
+    cr_assert_eq(info.refused, 11);
+    atomic_store(&gate_open, 1);
+    cr_assert_eq(gs_stop(rt, s, GS_NORMAL, 10000), GS_OK);
+    cr_assert_eq(atomic_load(&handled_total), 9);
+    rt_free(rt);
+}
+
 Test(overload, info_for_an_unbounded_server_and_bad_input, .timeout = 10)
 {
     reset();

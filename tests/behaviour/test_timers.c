@@ -105,6 +105,27 @@ Test(timers, many_timers_each_fire_at_or_after_their_deadline, .timeout = 30)
     rt_free(rt);
 }
 
+/* Timers armed one after another for the same delay have deadlines in
+ * arming order, and fire in it; those due together reach their server in
+ * runs (timer_thread.c, "sends in runs"), which must keep that order and
+ * lose nothing, also when runs for two servers alternate and when a tick
+ * and a message for the same server mix. */
+Test(timers, timers_due_together_arrive_in_arming_order, .timeout = 30)
+{
+    enum { N = 1000 };
+    reset();
+    gs_runtime *rt = rt_new(2);
+    gs_pid c = start_ok(rt, &collector_ops, NULL);
+    for (int64_t i = 0; i < N; i++)
+        cr_assert_eq(gs_send_after(rt, c, 1, &i, sizeof i, 30, NULL), GS_OK);
+    cr_assert(wait_int_eq(&nrecs, N, 10000));
+    sleep_ms(50); /* and nothing more */
+    cr_assert_eq(atomic_load(&nrecs), N);
+    for (int k = 0; k < N; k++)
+        cr_assert_eq(recs[k].value, k, "message %d arrived where %d belongs", (int)recs[k].value, k);
+    rt_free(rt);
+}
+
 /* Timers due together wake parked workers: the timer thread hands the
  * servers it makes runnable to the workers in batches of up to 32 with one
  * wake-up each (run_batch in scheduler.c); a batch whose wake-up were lost
