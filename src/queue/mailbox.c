@@ -21,9 +21,6 @@
  *   - A consumer never waits inside the queue: a producer preempted between
  *     its two steps makes pop return NULL and try_idle fail, and the server
  *     is simply run again later.
- *   - A chain of nodes the producer linked beforehand goes in the same
- *     way, with one exchange: the consumer meets its links after the
- *     release store that links the chain's first node.
  * Rejected: a separate atomic "scheduled" flag (a second atomic RMW per
  * send); a mutex (senders would sleep).
  */
@@ -42,25 +39,19 @@ void mailbox_init(mailbox *mb)
 
 bool mailbox_push(mailbox *mb, mbox_node *n)
 {
-    return mailbox_push_chain(mb, n, n);
-}
-
-bool mailbox_push_chain(mailbox *mb, mbox_node *first, mbox_node *last)
-{
-    atomic_store_explicit(&last->next, NULL, memory_order_relaxed);
-    /* acq_rel: release publishes last->next = NULL (and, through the link
+    atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
+    /* acq_rel: release publishes n->next = NULL (and, through the link
      * store below, the payload) to the next producer, which will write
-     * last->next; acquire makes the previous producer's `prev->next = NULL`
+     * n->next; acquire makes the previous producer's `prev->next = NULL`
      * (or the consumer's CAS that set the idle bit) happen before our own
      * store into prev->next and before we schedule the consumer. */
-    uintptr_t prev = atomic_exchange_explicit(&mb->head, (uintptr_t)last, memory_order_acq_rel);
+    uintptr_t prev = atomic_exchange_explicit(&mb->head, (uintptr_t)n, memory_order_acq_rel);
     mbox_node *prev_node = (mbox_node *)(prev & ~(uintptr_t)1);
-    /* release: the consumer's acquire load of prev->next sees the nodes'
-     * contents (headers, payloads and, for a chain, the links between
-     * them) written before this store. prev_node is alive: the consumer
-     * frees a node only after it has read a non-NULL next from it, which
-     * is this very store. */
-    atomic_store_explicit(&prev_node->next, first, memory_order_release);
+    /* release: the consumer's acquire load of prev->next sees the node's
+     * contents (header and payload) written before this store. prev_node
+     * is alive: the consumer frees a node only after it has read a
+     * non-NULL next from it, which is this very store. */
+    atomic_store_explicit(&prev_node->next, n, memory_order_release);
     return (prev & 1) != 0;
 }
 

@@ -3,7 +3,6 @@
  * Who may call what:
  *   mailbox_init          before the mailbox is shared
  *   mailbox_push          any thread, concurrently
- *   mailbox_push_chain    any thread, concurrently
  *   mailbox_pop           the single consumer (the worker running the server)
  *   mailbox_try_idle      the single consumer
  *   mailbox_tail_stale    the single consumer
@@ -37,11 +36,6 @@ void mailbox_init(mailbox *mb);
 /* Appends n. Returns true if the mailbox was idle: the caller must then
  * schedule the consumer (exactly one pusher gets true per idle period). */
 bool mailbox_push(mailbox *mb, mbox_node *n);
-
-/* Appends the nodes first..last, already linked through their `next`
- * (last's is set here), as one push: they arrive together and in order.
- * Returns what mailbox_push returns. */
-bool mailbox_push_chain(mailbox *mb, mbox_node *first, mbox_node *last);
 
 /* Takes the oldest node, or NULL if none is (fully) there yet. The node
  * returned stays the queue's tail until the next pop: the caller must not

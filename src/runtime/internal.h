@@ -414,10 +414,6 @@ static inline void msg_header_init(msg *m, uint8_t kind, uint32_t tag, gs_pid se
 }
 int msg_check_target(gs_runtime *rt, gs_pid to, struct proc **self);
 int msg_send(gs_runtime *rt, gs_pid to, msg *m);
-/* Sends n messages, linked first..last through node.next, to one server
- * as one push (one reference, one exchange), in order; as msg_send, frees
- * them all if `to` is gone (GS_ENOPROC). Not for stop requests. */
-int msg_send_run(gs_runtime *rt, gs_pid to, msg *first, msg *last, uint32_t n);
 int msg_check_payload(gs_runtime *rt, uint32_t tag, const void *data, size_t len);
 proc *msg_current_server(gs_runtime *rt); /* the server whose callback this thread runs, if of rt */
 int timeout_to_deadline(int timeout_ms, uint64_t *deadline_ns);

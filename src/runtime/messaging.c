@@ -93,51 +93,6 @@ int msg_send(gs_runtime *rt, gs_pid to, msg *m)
     return deliver(rt, p, w, m);
 }
 
-/* Frees the messages first..(n of them), linked through node.next. */
-static void msg_free_run(msg *first, uint32_t n)
-{
-    msg *m = first;
-    for (uint32_t i = 0; i < n; i++) {
-        /* relaxed: the run is the caller's alone. Read before the free. */
-        msg *next = (msg *)atomic_load_explicit(&m->node.next, memory_order_relaxed);
-        msg_free(m);
-        m = next;
-    }
-}
-
-int msg_send_run(gs_runtime *rt, gs_pid to, msg *first, msg *last, uint32_t n)
-{
-    if (n == 1)
-        return msg_send(rt, to, first);
-    proc *p;
-    uint64_t w;
-    int rc = proc_acquire_word(rt, to, CTL_OPEN, &p, &w);
-    if (rc != GS_OK) {
-        msg_free_run(first, n);
-        return rc;
-    }
-    if (w & CTL_OPTS) {
-        /* A bounded mailbox weighs each message on its own (one may be
-         * refused and the next taken); options are rare, so simply send
-         * them one at a time. */
-        proc_release(p);
-        msg *m = first;
-        for (uint32_t i = 0; i < n; i++) {
-            msg *next = (msg *)atomic_load_explicit(&m->node.next, memory_order_relaxed);
-            (void)msg_send(rt, to, m);
-            m = next;
-        }
-        return GS_OK;
-    }
-    /* relaxed: a counter, as in deliver. */
-    atomic_fetch_add_explicit(&p->enqueued, n, memory_order_relaxed);
-    bool was_idle = mailbox_push_chain(&p->mb, &first->node, &last->node);
-    proc_release(p);
-    if (was_idle) /* as in deliver: p stays valid until it is on a run queue */
-        scheduler_make_runnable(rt, p);
-    return GS_OK;
-}
-
 int timeout_to_deadline(int timeout_ms, uint64_t *deadline_ns)
 {
     if (timeout_ms == GS_INFINITY) {

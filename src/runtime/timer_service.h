@@ -111,13 +111,6 @@ typedef struct timer_service {
      * senders and owner write all the time. */
     struct timer_rec ***by_target;
     gs_pid alive_cache; /* a target found alive since the last purge (see take_in) */
-    /* Messages fired for one server and not yet sent (timer_thread.c,
-     * "sends in runs"); empty outside serve(). */
-    struct {
-        gs_pid to;
-        msg *first, *last;
-        uint32_t n;
-    } run;
     _Atomic uint64_t held; /* records taken in (DRAINED) and not freed: written by the thread only */
     bool oom_logged;
     /* --- shared --- */

@@ -15,16 +15,6 @@
  * timers fire in the order the wheel handed them out (deadline order at
  * tick granularity, then arming order).
  *
- * Sends in runs: a message fired for the same server as the one before
- * joins it in a run, sent as one push when a message for another server
- * comes, when the run is RUN_MAX long, and at the end of each pass over
- * the clock. A run costs the server's shared lines (its reference count,
- * its message count, its mailbox) one atomic operation each instead of
- * one per message, which is most of a delivery's cost when many timers
- * aim at one busy server (W7: its worker writes those lines meanwhile).
- * Any other send (a tick, a named timer, a TK_FN callback) sends the run
- * first, so one server's messages keep the order they fired in.
- *
  * The loop: take in at most INBOX_BATCH records (so that a thread arming
  * in a tight loop cannot hold up due timers), serve the clock (the
  * servers its timers make runnable go to the workers in batches, see
@@ -54,7 +44,6 @@
 #include "timer_service.h"
 
 #define INBOX_BATCH 1024
-#define RUN_MAX 32 /* messages per run: its first waits for at most this many firings */
 #define TIMER_SLACK_NS 5000
 #define IDLE_TRIM_NS 100000000u /* a sleep this long trims the message cache */
 
@@ -156,36 +145,6 @@ static void unlink_everywhere(gs_runtime *rt, timer_rec *r)
     list_unlink(rt, r);
 }
 
-/* ---- sends in runs --------------------------------------------------------- */
-
-static void run_send(gs_runtime *rt)
-{
-    timer_service *ts = rt->timers;
-    if (ts->run.n == 0)
-        return;
-    (void)msg_send_run(rt, ts->run.to, ts->run.first, ts->run.last, ts->run.n); /* frees them if gone */
-    ts->run.n = 0;
-}
-
-/* m goes to `to` in a run: see "sends in runs" above. */
-static void run_add(gs_runtime *rt, gs_pid to, msg *m)
-{
-    timer_service *ts = rt->timers;
-    if (ts->run.n != 0 && ts->run.to != to)
-        run_send(rt);
-    if (ts->run.n == 0) {
-        ts->run.to = to;
-        ts->run.first = m;
-    } else {
-        /* relaxed: the run is this thread's until msg_send_run publishes
-         * it (its release store links the first message). */
-        atomic_store_explicit(&ts->run.last->node.next, &m->node, memory_order_relaxed);
-    }
-    ts->run.last = m;
-    if (++ts->run.n == RUN_MAX)
-        run_send(rt);
-}
-
 /* ---- firing ------------------------------------------------------------ */
 
 /* Sends m to whoever holds `name` now (a TK_NAMED timer); with nobody,
@@ -226,7 +185,6 @@ static void retry_later(gs_runtime *rt, timer_rec *r, uint64_t now)
 static void fire_tick(gs_runtime *rt, timer_rec *r, uint8_t kind, uint64_t w, uint64_t now)
 {
     timer_service *ts = rt->timers;
-    run_send(rt); /* this server's earlier messages first */
     const msg *tmpl = r->u.tick.tmpl;
     msg *m = msg_cache_new(rt, &ts->msgs, MSG_TICK, r->tag, tmpl->data, tmpl->len);
     if (m == NULL) {
@@ -298,10 +256,8 @@ static void fire(gs_runtime *rt, timer_rec *r, uint64_t now)
     }
     list_unlink(rt, r);
     if (kind == TK_FN) {
-        run_send(rt); /* the callback may send too: the run goes first */
         r->u.call.fn(rt, r->u.call.a, r->u.call.b);
     } else if (kind == TK_NAMED) {
-        run_send(rt);
         r->u.named.m = NULL; /* handed over */
         m->ticket = (ticket){.slot = r->idx, .seq = w >> ST_GEN_SHIFT};
         send_to_name(rt, r->u.named.name, m);
@@ -310,7 +266,7 @@ static void fire(gs_runtime *rt, timer_rec *r, uint64_t now)
             r->u.m = NULL; /* handed over */
         if (r->msg_kind == MSG_INFO) /* names its timer to the server (gs_msg.timer) */
             m->ticket = (ticket){.slot = r->idx, .seq = w >> ST_GEN_SHIFT};
-        run_add(rt, atomic_load_explicit(&r->target, memory_order_relaxed), m); /* freed if the server is gone */
+        (void)msg_send(rt, atomic_load_explicit(&r->target, memory_order_relaxed), m); /* frees m if gone */
     }
     rec_free(ts, r);
 }
@@ -371,7 +327,6 @@ static void serve(gs_runtime *rt, uint64_t now)
     serve_ctx c = {rt, now};
     wheel_advance(ts->wheel, tick, on_tick, &c);
     fire_buckets(rt, now, now);
-    run_send(rt);
 }
 
 /* When serve() next has work: the end of the first occupied bucket or
@@ -523,7 +478,6 @@ int timer_thread_state_init(timer_service *ts)
     msg_cache_init(&ts->msgs);
     ts->oom_logged = false;
     ts->alive_cache = GS_NOPID;
-    ts->run.n = 0;
     atomic_init(&ts->held, 0);
     return GS_OK;
 }

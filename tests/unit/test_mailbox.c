@@ -173,48 +173,6 @@ Test(mailbox, try_idle_fails_when_message_pending, .timeout = 30)
     cr_assert_eq(freed, 4);
 }
 
-/* A chain goes in as one push: it asks for scheduling once (from idle),
- * keeps its order, lands behind what was there, and what comes after
- * lands behind it. */
-Test(mailbox, chain_push_is_one_push_in_order, .timeout = 30)
-{
-    enum { N = 5 };
-    mailbox mb;
-    mailbox_init(&mb);
-    unsigned freed = 0;
-    cr_assert(mailbox_try_idle(&mb));
-    msg *before = msg_new(0, 0);
-    cr_assert(mailbox_push(&mb, &before->node), "the first push after idle schedules");
-    msg *chain[N];
-    for (uint32_t i = 0; i < N; i++) {
-        chain[i] = msg_new(0, 1 + i);
-        if (i > 0)
-            atomic_store(&chain[i - 1]->node.next, &chain[i]->node);
-    }
-    atomic_store(&chain[N - 1]->node.next, (mbox_node *)(uintptr_t)0x10); /* push_chain must clear it */
-    cr_assert_not(mailbox_push_chain(&mb, &chain[0]->node, &chain[N - 1]->node), "not idle: no second schedule");
-    msg *after = msg_new(0, 1 + N);
-    cr_assert_not(mailbox_push(&mb, &after->node));
-    mbox_node *retired;
-    for (uint32_t i = 0; i < N + 2; i++) {
-        mbox_node *n = mailbox_pop(&mb, &retired);
-        cr_assert_not_null(n, "pop %u", i);
-        cr_assert_eq(MSG_OF(n)->seq, i, "order broken at %u", i);
-        if (retired != NULL) {
-            free(MSG_OF(retired));
-            freed++;
-        }
-    }
-    cr_assert_null(mailbox_pop(&mb, &retired), "nothing past the last node");
-    cr_assert(mailbox_try_idle(&mb));
-    /* From idle, a chain (here of one) is what schedules. */
-    msg *one = msg_new(0, 9);
-    cr_assert(mailbox_push_chain(&mb, &one->node, &one->node));
-    cr_assert_eq(drain_free(&mb, &freed), 1);
-    free_tail(&mb, &freed);
-    cr_assert_eq(freed, N + 3);
-}
-
 /* A producer preempted between its exchange and its link store: the
  * consumer sees the mailbox as empty but must not go idle. The two steps
  * of mailbox_push are replayed by hand (white box). */
