@@ -197,7 +197,9 @@ void scheduler_make_runnable(gs_runtime *rt, proc *p)
  * nobody is woken: a server runs on one worker at a time, and a woken
  * worker would find nothing (or steal it, and pull its state over). W7's
  * collector, re-queued every SERVER_BATCH messages, woke the other worker
- * 3,800 times a run that way, a futex round trip each. */
+ * 3,800 times a run that way, a futex round trip each. The cost: if the
+ * host takes this worker's CPU right now, the server waits for it rather
+ * than for a thief (W7 beside a busy loop showed no longer tail). */
 static void requeue(worker *w, proc *p)
 {
     /* Owner-only reads: the LIFO slot is never stolen, and thieves only

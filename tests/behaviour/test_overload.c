@@ -200,9 +200,8 @@ Test(overload, timers_calls_and_stops_at_a_full_mailbox, .timeout = 30)
     rt_free(rt);
 }
 
-/* Timers due together reach their server in one push (timer_thread.c,
- * "sends in runs"); at a bounded mailbox each message is still weighed on
- * its own: the room left takes some, the rest are dropped and counted. */
+/* Timers due together at a bounded mailbox: each message is weighed on
+ * its own, the room left takes some, the rest are dropped and counted. */
 Test(overload, timers_due_together_at_a_bounded_mailbox_are_weighed_one_by_one, .timeout = 30)
 {
     reset();

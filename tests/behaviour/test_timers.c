@@ -106,10 +106,8 @@ Test(timers, many_timers_each_fire_at_or_after_their_deadline, .timeout = 30)
 }
 
 /* Timers armed one after another for the same delay have deadlines in
- * arming order, and fire in it; those due together reach their server in
- * runs (timer_thread.c, "sends in runs"), which must keep that order and
- * lose nothing, also when runs for two servers alternate and when a tick
- * and a message for the same server mix. */
+ * arming order, fire in it (sub-tick buckets keep the wheel's order) and
+ * reach their server in it, none lost or repeated. */
 Test(timers, timers_due_together_arrive_in_arming_order, .timeout = 30)
 {
     enum { N = 1000 };
