@@ -169,16 +169,24 @@ Test(overload, drop_oldest_counts_what_it_drops, .timeout = 60)
     rt_free(rt);
 }
 
-Test(overload, timers_calls_and_stops_at_a_full_mailbox, .timeout = 30)
+/* A slow server with room for 10 waiting messages, held in a BLOCK
+ * callback until the test opens the gate (which then still counts). */
+static gs_pid start_blocked_bounded(gs_runtime *rt)
 {
     reset();
     atomic_store(&gate_open, 0);
-    gs_runtime *rt = rt_new(2);
     gs_start_opts o = {.mailbox_max = 10, .overflow = GS_OVERFLOW_REJECT};
     gs_pid s;
     cr_assert_eq(gs_start_with(rt, &slow_ops, NULL, &o, &s), GS_OK);
     cr_assert_eq(gs_cast(rt, s, BLOCK, NULL, 0), GS_OK);
     sleep_ms(20);
+    return s;
+}
+
+Test(overload, timers_calls_and_stops_at_a_full_mailbox, .timeout = 30)
+{
+    gs_runtime *rt = rt_new(2);
+    gs_pid s = start_blocked_bounded(rt);
     int ok = 0;
     for (int i = 0; i < 20; i++) {
         item it = {1, i};
@@ -204,14 +212,8 @@ Test(overload, timers_calls_and_stops_at_a_full_mailbox, .timeout = 30)
  * its own, the room left takes some, the rest are dropped and counted. */
 Test(overload, timers_due_together_at_a_bounded_mailbox_are_weighed_one_by_one, .timeout = 30)
 {
-    reset();
-    atomic_store(&gate_open, 0);
     gs_runtime *rt = rt_new(2);
-    gs_start_opts o = {.mailbox_max = 10, .overflow = GS_OVERFLOW_REJECT};
-    gs_pid s;
-    cr_assert_eq(gs_start_with(rt, &slow_ops, NULL, &o, &s), GS_OK);
-    cr_assert_eq(gs_cast(rt, s, BLOCK, NULL, 0), GS_OK);
-    sleep_ms(20);
+    gs_pid s = start_blocked_bounded(rt);
     for (int i = 0; i < 20; i++)
         cr_assert_eq(gs_send_after(rt, s, 5, NULL, 0, 20, NULL), GS_OK);
     gs_server_info info;
