@@ -202,8 +202,10 @@ void scheduler_make_runnable(gs_runtime *rt, proc *p)
  * than for a thief (W7 beside a busy loop showed no longer tail). */
 static void requeue(worker *w, proc *p)
 {
-    /* Owner-only reads: the LIFO slot is never stolen, and thieves only
-     * empty the ring, so "empty" cannot turn false under us. */
+    /* Only this worker puts servers in its LIFO slot and ring; others
+     * only take from them (steal_stuck_next, runq_steal), so "empty"
+     * cannot turn false under us, and "not empty" just costs the old
+     * wake-up. relaxed: a hint for this worker's own queue. */
     bool alone = atomic_load_explicit(&w->rq.next, memory_order_relaxed) == NULL && !runq_maybe_nonempty(&w->rq);
     push_ring(w, p);
     if (!alone)
