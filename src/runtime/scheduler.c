@@ -192,24 +192,11 @@ void scheduler_make_runnable(gs_runtime *rt, proc *p)
     notify(rt);
 }
 
-/* A server that used up its batch, or must run again: back of the ring.
- * If it is all this worker has to run, the worker takes it again next, so
- * nobody is woken: a server runs on one worker at a time, and a woken
- * worker would find nothing (or steal it, and pull its state over). W7's
- * collector, re-queued every SERVER_BATCH messages, woke the other worker
- * 3,800 times a run that way, a futex round trip each. The cost: if the
- * host takes this worker's CPU right now, the server waits for it rather
- * than for a thief (W7 beside a busy loop showed no longer tail). */
+/* A server that used up its batch, or must run again: back of the ring. */
 static void requeue(worker *w, proc *p)
 {
-    /* Only this worker puts servers in its LIFO slot and ring; others
-     * only take from them (steal_stuck_next, runq_steal), so "empty"
-     * cannot turn false under us, and "not empty" just costs the old
-     * wake-up. relaxed: a hint for this worker's own queue. */
-    bool alone = atomic_load_explicit(&w->rq.next, memory_order_relaxed) == NULL && !runq_maybe_nonempty(&w->rq);
     push_ring(w, p);
-    if (!alone)
-        notify(w->rt);
+    notify(w->rt);
 }
 
 void scheduler_before_block(gs_runtime *rt)
