@@ -169,6 +169,37 @@ typedef struct gs_runtime_stats {
 /* GS_OK, or GS_EINVAL for a NULL argument. */
 int gs_runtime_stats_get(gs_runtime *rt, gs_runtime_stats *out);
 
+/* How late the timer thread fires timers, over the runtime's life: for
+ * each timer, from its deadline to when the thread hands its message to
+ * the server's mailbox (or completes the call it timed out). That is the
+ * timer service's share of a timer's lateness: the thread's wake-up, and
+ * any time the host or other threads kept it off a CPU. The time the
+ * message then waits for its server to take it is not in it. Counted for
+ * one-shot timers, every tick of an interval timer and call timeouts; not
+ * for cancelled timers. A histogram: buckets[0] holds lateness under
+ * 1,024 ns; above that, each power of two [2^e, 2^(e+1)) ns is split into
+ * 8 buckets of equal width, up to 2^33 ns (8.6 s), and the last bucket
+ * holds everything later. */
+#define GS_LATENESS_BUCKETS 186
+typedef struct gs_timer_lateness {
+    uint64_t fired;  /* timers counted (the sum of the buckets, read at about the same time) */
+    uint64_t max_ns; /* the latest of them */
+    uint64_t buckets[GS_LATENESS_BUCKETS];
+} gs_timer_lateness;
+
+/* Copies rt's lateness histogram into *out. Any thread; the figures are
+ * read while the timer thread may be adding to them, so they are only
+ * consistent with each other roughly. GS_OK, or GS_EINVAL for a NULL
+ * argument. Subtracting two reads bucket by bucket gives the histogram of
+ * the timers fired in between. */
+int gs_timer_lateness_get(gs_runtime *rt, gs_timer_lateness *out);
+
+/* The lateness at or under which num/den of the timers in `l` fired: the
+ * upper bound of the bucket holding that rank (nearest rank), so within
+ * an eighth above the true value, and never above l->max_ns unless that is
+ * 0. Returns 0 if `l` is NULL or counts no timer, or num > den or den 0. */
+uint64_t gs_timer_lateness_percentile(const gs_timer_lateness *l, uint64_t num, uint64_t den);
+
 /* ------------------------------------------------------------------ */
 /* Servers                                                             */
 /* ------------------------------------------------------------------ */

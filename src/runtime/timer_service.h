@@ -9,6 +9,7 @@
 
 #include "internal.h"
 #include "msg_cache.h"
+#include "timer_lateness.h"
 
 #define TIMER_CHUNK_SHIFT 14 /* 16,384 records: 2 MiB */
 #define TARGET_CHUNK_SHIFT 12 /* list heads per chunk of the by-target table */
@@ -111,6 +112,7 @@ typedef struct timer_service {
      * senders and owner write all the time. */
     struct timer_rec ***by_target;
     gs_pid alive_cache; /* a target found alive since the last purge (see take_in) */
+    timer_lateness lateness; /* how late it fires (gs_timer_lateness_get) */
     _Atomic uint64_t held; /* records taken in (DRAINED) and not freed: written by the thread only */
     bool oom_logged;
     /* --- shared --- */

@@ -192,6 +192,7 @@ static void fire_tick(gs_runtime *rt, timer_rec *r, uint8_t kind, uint64_t w, ui
         return;
     }
     m->ticket = (ticket){.slot = r->idx, .seq = w >> ST_GEN_SHIFT};
+    lateness_note(&ts->lateness, atomic_load_explicit(&r->deadline_ns, memory_order_relaxed));
     if (kind == TK_NAMED) {
         /* To a name: whoever holds it now gets this tick; with nobody,
          * or a holder just gone, the tick is dropped and the timer ticks
@@ -255,6 +256,7 @@ static void fire(gs_runtime *rt, timer_rec *r, uint64_t now)
         return; /* cancelled in between: the removal request frees it */
     }
     list_unlink(rt, r);
+    lateness_note(&ts->lateness, atomic_load_explicit(&r->deadline_ns, memory_order_relaxed));
     if (kind == TK_FN) {
         r->u.call.fn(rt, r->u.call.a, r->u.call.b);
     } else if (kind == TK_NAMED) {
@@ -324,6 +326,7 @@ static void serve(gs_runtime *rt, uint64_t now)
         fire_buckets(rt, UINT64_MAX, now); /* an earlier tick: all due */
         ts->bucket_tick = tick;
     }
+    lateness_round(&ts->lateness, now);
     serve_ctx c = {rt, now};
     wheel_advance(ts->wheel, tick, on_tick, &c);
     fire_buckets(rt, now, now);
@@ -478,6 +481,7 @@ int timer_thread_state_init(timer_service *ts)
     msg_cache_init(&ts->msgs);
     ts->oom_logged = false;
     ts->alive_cache = GS_NOPID;
+    lateness_init(&ts->lateness);
     atomic_init(&ts->held, 0);
     return GS_OK;
 }
@@ -584,6 +588,24 @@ void timer_service_free_all(gs_runtime *rt)
             rec_free(ts, r);
         }
     }
+}
+
+int gs_timer_lateness_get(gs_runtime *rt, gs_timer_lateness *out)
+{
+    if (rt == NULL || out == NULL)
+        return GS_EINVAL;
+    memset(out, 0, sizeof *out);
+    timer_service *ts = rt->timers;
+    if (ts == NULL)
+        return GS_OK;
+    /* relaxed: lone counters (timer_lateness.h). The sum is taken from
+     * the buckets as read, so that a percentile's ranks add up. */
+    for (unsigned b = 0; b < GS_LATENESS_BUCKETS; b++) {
+        out->buckets[b] = atomic_load_explicit(&ts->lateness.buckets[b], memory_order_relaxed);
+        out->fired += out->buckets[b];
+    }
+    out->max_ns = atomic_load_explicit(&ts->lateness.max_ns, memory_order_relaxed);
+    return GS_OK;
 }
 
 uint64_t timer_service_held(gs_runtime *rt)

@@ -290,7 +290,16 @@ CASE(c_rtstart_null, gs_runtime_start(NULL, NULL))
 CASE(c_rtstart_workers, rt_start_bad_workers(GS_MAX_WORKERS + 1))
 CASE(c_rtstart_workers_max, rt_start_bad_workers(UINT_MAX))
 CASE(c_rtstop_null, gs_runtime_stop(NULL))
+static int rt_lateness_null_out(void) { return gs_timer_lateness_get(F.rt, NULL); }
+static int rt_lateness_null_rt(void)
+{
+    gs_timer_lateness l;
+    return gs_timer_lateness_get(NULL, &l);
+}
+
 CASE(c_stats_null_rt, rt_stats_null_rt())
+CASE(c_lateness_null_rt, rt_lateness_null_rt())
+CASE(c_lateness_null_out, rt_lateness_null_out())
 CASE(c_stats_null_out, rt_stats_null_out())
 CASE(c_logger_null_rt, gs_set_logger(NULL, logcap_fn, &g_log))
 CASE(c_logger_null_rt_fn, gs_set_logger(NULL, NULL, NULL))
@@ -302,6 +311,8 @@ static const entry runtime_table[] = {
     {"gs_runtime_stop", "rt NULL", GS_EINVAL, c_rtstop_null},
     {"gs_runtime_stats_get", "rt NULL", GS_EINVAL, c_stats_null_rt},
     {"gs_runtime_stats_get", "out NULL", GS_EINVAL, c_stats_null_out},
+    {"gs_timer_lateness_get", "rt NULL", GS_EINVAL, c_lateness_null_rt},
+    {"gs_timer_lateness_get", "out NULL", GS_EINVAL, c_lateness_null_out},
     {"gs_set_logger", "rt NULL", GS_EINVAL, c_logger_null_rt},
     {"gs_set_logger", "rt NULL, fn NULL", GS_EINVAL, c_logger_null_rt_fn},
 };
