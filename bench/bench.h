@@ -103,6 +103,16 @@ int64_t bench_steal_ms(void);
  * from /proc/self/task/N/schedstat; -1 if unknown. */
 int64_t bench_threads_cpu_ns(const char *prefix);
 
+/* ---- the timer thread's lateness --------------------------------------
+ * How late the timer thread fired the timers it fired between two reads
+ * of gs_timer_lateness_get (`before` and `after`): sets `<key>_p50_ns` and
+ * `<key>_p99_ns` (an eighth above the true value at most, the histogram's
+ * resolution) and `<key>_count`; nothing if it fired none. This is the
+ * timer service's share of a timer's lateness, the rest being the time
+ * its message waited for its server. */
+void bench_set_fire_lateness(bench *b, const char *key, const gs_timer_lateness *before,
+                             const gs_timer_lateness *after);
+
 /* ---- the latch server ------------------------------------------------
  * Counts arrivals (casts, each with an optional int64 added to a sum) and
  * answers a waiting call once the count reaches its target: the way

@@ -363,3 +363,24 @@ int bench_latch_peek(gs_runtime *rt, gs_pid latch, bench_latch_result *out)
 {
     return gs_call(rt, latch, BENCH_LATCH_PEEK, NULL, 0, out, sizeof *out, NULL, 5000);
 }
+
+void bench_set_fire_lateness(bench *b, const char *key, const gs_timer_lateness *before,
+                             const gs_timer_lateness *after)
+{
+    gs_timer_lateness d;
+    memset(&d, 0, sizeof d);
+    for (unsigned i = 0; i < GS_LATENESS_BUCKETS; i++) {
+        d.buckets[i] = after->buckets[i] - before->buckets[i];
+        d.fired += d.buckets[i];
+    }
+    if (d.fired == 0)
+        return;
+    d.max_ns = after->max_ns; /* the latest over the runtime's life: a bound for these */
+    char name[64];
+    snprintf(name, sizeof name, "%s_count", key);
+    bench_set_int(b, name, (int64_t)d.fired);
+    snprintf(name, sizeof name, "%s_p50_ns", key);
+    bench_set_int(b, name, (int64_t)gs_timer_lateness_percentile(&d, 50, 100));
+    snprintf(name, sizeof name, "%s_p99_ns", key);
+    bench_set_int(b, name, (int64_t)gs_timer_lateness_percentile(&d, 99, 100));
+}
