@@ -11,7 +11,7 @@
  * per bucket, written by the timer thread alone with a plain load and
  * store, so a note costs a few instructions and no atomic read-modify-
  * write. The clock it notes against is read at the start of each firing
- * round and again every CLOCK_EVERY timers: a round that fires thousands
+ * round and again every LATENESS_CLOCK_EVERY timers: a round that fires thousands
  * of timers after a stall takes hundreds of microseconds, and the last of
  * them would otherwise look as late as the first.
  */
@@ -19,11 +19,7 @@
 
 #include "futex.h"
 
-#define FIRST_SHIFT 10 /* buckets[0]: under 2^10 ns */
-#define SUB_BITS 3     /* 2^SUB_BITS buckets per power of two */
-#define CLOCK_EVERY 32 /* notes between two clock reads within a round */
-
-_Static_assert(GS_LATENESS_BUCKETS == 2 + (33 - FIRST_SHIFT) * (1 << SUB_BITS),
+_Static_assert(GS_LATENESS_BUCKETS == 2 + (33 - LATENESS_FIRST_SHIFT) * (1 << LATENESS_SUB_BITS),
                "one bucket under 2^10 ns, eight per power of two up to 2^33 ns, one for everything later");
 
 void lateness_init(timer_lateness *l)
@@ -35,26 +31,16 @@ void lateness_init(timer_lateness *l)
     l->notes_since_read = 0;
 }
 
-unsigned lateness_bucket(uint64_t late_ns)
-{
-    if (late_ns < (UINT64_C(1) << FIRST_SHIFT))
-        return 0;
-    unsigned e = 63u - (unsigned)__builtin_clzll(late_ns); /* the leading one: e >= FIRST_SHIFT */
-    unsigned sub = (unsigned)(late_ns >> (e - SUB_BITS)) & ((1u << SUB_BITS) - 1);
-    unsigned b = 1 + (e - FIRST_SHIFT) * (1u << SUB_BITS) + sub;
-    return b < GS_LATENESS_BUCKETS ? b : GS_LATENESS_BUCKETS - 1;
-}
-
 /* The bucket's upper bound (exclusive); UINT64_MAX for the last. */
 static uint64_t bucket_upper_ns(unsigned b)
 {
     if (b == 0)
-        return UINT64_C(1) << FIRST_SHIFT;
+        return UINT64_C(1) << LATENESS_FIRST_SHIFT;
     if (b >= GS_LATENESS_BUCKETS - 1)
         return UINT64_MAX;
-    unsigned e = FIRST_SHIFT + (b - 1) / (1u << SUB_BITS);
-    uint64_t sub = (b - 1) % (1u << SUB_BITS);
-    return ((UINT64_C(1) << SUB_BITS) + sub + 1) << (e - SUB_BITS);
+    unsigned e = LATENESS_FIRST_SHIFT + (b - 1) / (1u << LATENESS_SUB_BITS);
+    uint64_t sub = (b - 1) % (1u << LATENESS_SUB_BITS);
+    return ((UINT64_C(1) << LATENESS_SUB_BITS) + sub + 1) << (e - LATENESS_SUB_BITS);
 }
 
 void lateness_round(timer_lateness *l, uint64_t now)
@@ -63,27 +49,12 @@ void lateness_round(timer_lateness *l, uint64_t now)
     l->notes_since_read = 0;
 }
 
-/* Single writer: a relaxed load and store instead of an RMW. */
-static void bump(_Atomic uint64_t *c, uint64_t by)
+void lateness_clock_again(timer_lateness *l)
 {
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + by, memory_order_relaxed);
-}
-
-void lateness_note(timer_lateness *l, uint64_t deadline_ns)
-{
-    if (++l->notes_since_read == CLOCK_EVERY) {
-        l->notes_since_read = 0;
-        uint64_t now = now_ns();
-        if (now > l->clock_ns)
-            l->clock_ns = now;
-    }
-    /* A timer fires when the round's clock has passed its deadline, so
-     * this is not negative; the test is for a deadline clock running a
-     * little ahead of now_ns (deadline_clock.c). */
-    uint64_t late = l->clock_ns > deadline_ns ? l->clock_ns - deadline_ns : 0;
-    bump(&l->buckets[lateness_bucket(late)], 1);
-    if (late > atomic_load_explicit(&l->max_ns, memory_order_relaxed))
-        atomic_store_explicit(&l->max_ns, late, memory_order_relaxed);
+    l->notes_since_read = 0;
+    uint64_t now = now_ns();
+    if (now > l->clock_ns)
+        l->clock_ns = now;
 }
 
 uint64_t gs_timer_lateness_percentile(const gs_timer_lateness *l, uint64_t num, uint64_t den)
