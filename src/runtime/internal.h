@@ -435,6 +435,9 @@ bool timers_tick_current(gs_runtime *rt, const msg *m);
  * record's index, seq: its generation). */
 gs_timer timers_handle(gs_runtime *rt, ticket t);
 /* Calls fn(rt, a, b) on the timer thread at deadline_ns (unless cancelled). */
+/* As gs_cancel_timer, for the runtime's own timers too (gs_cancel_timer
+ * refuses those: their handles are never given out). */
+int timers_cancel(gs_runtime *rt, gs_timer t);
 int timers_arm_fn(gs_runtime *rt, uint64_t deadline_ns, void (*fn)(gs_runtime *, uint64_t, uint64_t), uint64_t a,
                   uint64_t b, gs_timer *out);
 proc_extra *proc_extra_get(proc *p);

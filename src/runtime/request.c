@@ -107,7 +107,7 @@ int gs_send_request(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, s
     m->ticket = t;
     if ((rc = msg_send(rt, to, m)) != GS_OK) {
         if (timer != 0)
-            (void)gs_cancel_timer(rt, timer);
+            (void)timers_cancel(rt, timer);
         reply_slot_abandon(rt, t);
         async_free(a);
         return rc;
@@ -152,7 +152,7 @@ int request_complete(gs_runtime *rt, reply_slot *s, ticket t, int status, const 
     s->async = NULL;
     reply_slot_release(rt, s, t.slot); /* nobody waits on it */
     if (timer != 0)
-        (void)gs_cancel_timer(rt, timer); /* fails harmlessly if it is the timer completing */
+        (void)timers_cancel(rt, timer); /* fails harmlessly if it is the timer completing */
     async_free(a);
     (void)msg_send(rt, to, m); /* a requester that is gone needs no answer */
     return rc;

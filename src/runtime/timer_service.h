@@ -48,7 +48,9 @@ typedef struct timer_rec {
     _Atomic uint32_t free_link;
     uint32_t tag;         /* TK_SEND with the payload inline */
     _Atomic uint8_t kind; /* TK_*; atomic: gs_cancel_timer reads it like target */
-    uint8_t msg_kind;     /* TK_SEND: MSG_INFO, MSG_IDLE, or MSG_TICK (an interval timer) */
+    /* TK_SEND: MSG_INFO, MSG_IDLE, or MSG_TICK (an interval timer); atomic
+     * because gs_cancel_timer reads it like kind. */
+    _Atomic uint8_t msg_kind;
     uint8_t len;          /* of the inline payload */
     /* One byte: the arming thread sets inline_data before it publishes the
      * record; the timer thread alone writes the rest afterwards. */

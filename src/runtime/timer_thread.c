@@ -227,7 +227,8 @@ static void fire(gs_runtime *rt, timer_rec *r, uint64_t now)
         return;
     }
     uint8_t kind = atomic_load_explicit(&r->kind, memory_order_relaxed);
-    if ((kind == TK_SEND || kind == TK_NAMED) && r->msg_kind == MSG_TICK) {
+    uint8_t msg_kind = atomic_load_explicit(&r->msg_kind, memory_order_relaxed);
+    if ((kind == TK_SEND || kind == TK_NAMED) && msg_kind == MSG_TICK) {
         fire_tick(rt, r, kind, w, now);
         return;
     }
@@ -238,7 +239,7 @@ static void fire(gs_runtime *rt, timer_rec *r, uint64_t now)
         /* The message first, so that an allocation failure leaves the
          * timer pending (tried again next tick, still cancellable). */
         if (r->inline_data) {
-            m = msg_cache_new(rt, &ts->msgs, r->msg_kind, r->tag, r->u.data, r->len);
+            m = msg_cache_new(rt, &ts->msgs, msg_kind, r->tag, r->u.data, r->len);
             if (m == NULL) {
                 retry_later(rt, r, now);
                 return;
@@ -266,7 +267,7 @@ static void fire(gs_runtime *rt, timer_rec *r, uint64_t now)
     } else {
         if (!r->inline_data)
             r->u.m = NULL; /* handed over */
-        if (r->msg_kind == MSG_INFO) /* names its timer to the server (gs_msg.timer) */
+        if (msg_kind == MSG_INFO) /* names its timer to the server (gs_msg.timer) */
             m->ticket = (ticket){.slot = r->idx, .seq = w >> ST_GEN_SHIFT};
         (void)msg_send(rt, atomic_load_explicit(&r->target, memory_order_relaxed), m); /* frees m if gone */
     }

@@ -195,7 +195,7 @@ static int arm_send(gs_runtime *rt, _Atomic uint64_t *mark, uint64_t seen, gs_pi
     int rc = rec_new(rt, a, TK_SEND, pid, deadline_ns, &r, &gen);
     if (rc != GS_OK)
         return rc;
-    r->msg_kind = msg_kind;
+    atomic_store_explicit(&r->msg_kind, msg_kind, memory_order_relaxed);
     r->tag = tag;
     /* An interval timer keeps its message as a template, copied each tick. */
     r->inline_data = len <= TIMER_INLINE_MAX && msg_kind != MSG_TICK;
@@ -298,7 +298,7 @@ static int send_timer_named(gs_runtime *rt, const char *name, uint8_t msg_kind, 
         free(copy);
         return rc;
     }
-    r->msg_kind = msg_kind;
+    atomic_store_explicit(&r->msg_kind, msg_kind, memory_order_relaxed);
     r->tag = tag;
     r->inline_data = false;
     r->u.named.m = m;
@@ -343,7 +343,19 @@ static bool timer_target_lives(gs_runtime *rt, uint8_t kind, gs_pid target)
     return kind != TK_SEND || slot_mark_alive(target_mark(rt, target, NULL), target);
 }
 
-int gs_cancel_timer(gs_runtime *rt, gs_timer t)
+/* Whether a timer of this kind was armed by the user (gs_send_after,
+ * gs_send_interval and their _name forms), whose handles the user holds.
+ * The runtime's own timers (call and request timeouts, idle timeouts,
+ * purges) have handles of the same layout; a made-up value, or a pid
+ * passed as a timer, may name one, and must not cancel or read it. */
+static bool user_armed(uint8_t kind, uint8_t msg_kind)
+{
+    return kind == TK_NAMED || (kind == TK_SEND && msg_kind != MSG_IDLE);
+}
+
+/* gs_cancel_timer, and timers_cancel for the runtime's own timers
+ * (`user` false: any kind). */
+static int cancel_timer(gs_runtime *rt, gs_timer t, bool user)
 {
     if (rt == NULL)
         return GS_EINVAL;
@@ -351,16 +363,20 @@ int gs_cancel_timer(gs_runtime *rt, gs_timer t)
     if (r == NULL)
         return GS_ENOENT;
     uint64_t gen = t >> 32;
-    /* acquire: the target was stored before PENDING (release). Read it
-     * before the CAS: once cancelled, the record may be recycled at once.
-     * If the CAS succeeds, the state did not change in between (every use
-     * has its own generation), so the target read is this timer's. */
+    /* acquire: the target, kind and msg_kind were stored before PENDING
+     * (release). Read them before the CAS: once cancelled, the record may
+     * be recycled at once. If the CAS succeeds, the state did not change
+     * in between (every use has its own generation), so what was read is
+     * this timer's. */
     uint64_t w = atomic_load_explicit(&r->state, memory_order_acquire);
     gs_pid target = atomic_load_explicit(&r->target, memory_order_relaxed);
     uint8_t kind = atomic_load_explicit(&r->kind, memory_order_relaxed);
+    uint8_t msg_kind = atomic_load_explicit(&r->msg_kind, memory_order_relaxed);
     for (;;) {
         if (!pending_as(w, gen))
             return GS_ENOENT; /* fired, cancelled, or another timer's record now */
+        if (user && !user_armed(kind, msg_kind))
+            return GS_ENOENT; /* the runtime's own: no user handle names it */
         /* acq_rel against the timer thread's CAS (PENDING -> DRAINED,
          * PENDING -> DONE): one winner. On failure w is reloaded: the
          * only change that keeps the timer cancellable is DRAINED. */
@@ -377,6 +393,16 @@ int gs_cancel_timer(gs_runtime *rt, gs_timer t)
         submit(rt->timers, r, 0);
     /* A dead target's timer is reported gone, as promised. */
     return timer_target_lives(rt, kind, target) ? GS_OK : GS_ENOENT;
+}
+
+int gs_cancel_timer(gs_runtime *rt, gs_timer t)
+{
+    return cancel_timer(rt, t, true);
+}
+
+int timers_cancel(gs_runtime *rt, gs_timer t)
+{
+    return cancel_timer(rt, t, false);
 }
 
 int gs_read_timer(gs_runtime *rt, gs_timer t, int *ms_left)
@@ -400,9 +426,12 @@ int gs_read_timer(gs_runtime *rt, gs_timer t, int *ms_left)
     uint64_t deadline = atomic_load_explicit(&r->deadline_ns, memory_order_relaxed);
     gs_pid target = atomic_load_explicit(&r->target, memory_order_relaxed);
     uint8_t kind = atomic_load_explicit(&r->kind, memory_order_relaxed);
+    uint8_t msg_kind = atomic_load_explicit(&r->msg_kind, memory_order_relaxed);
     atomic_thread_fence(memory_order_acquire);
     if (!pending_as(atomic_load_explicit(&r->state, memory_order_relaxed), gen))
         return GS_ENOENT;
+    if (!user_armed(kind, msg_kind))
+        return GS_ENOENT; /* the runtime's own (see user_armed) */
     if (!timer_target_lives(rt, kind, target))
         return GS_ENOENT;
     uint64_t now = deadline_clock_ns();
@@ -489,7 +518,7 @@ void gs_set_idle_timeout(gs_ctx *ctx, int ms)
             return;
         p->extra->idle_ms = 0;
         if (p->extra->idle_timer != 0)
-            (void)gs_cancel_timer(proc_rt(p), p->extra->idle_timer);
+            (void)timers_cancel(proc_rt(p), p->extra->idle_timer);
         p->extra->idle_timer = 0;
         return;
     }
@@ -501,7 +530,7 @@ void gs_set_idle_timeout(gs_ctx *ctx, int ms)
         return;
     }
     if (x->idle_timer != 0)
-        (void)gs_cancel_timer(proc_rt(p), x->idle_timer);
+        (void)timers_cancel(proc_rt(p), x->idle_timer);
     x->idle_timer = 0;
     x->idle_ms = ms;
     x->last_activity_ns = now_ns();

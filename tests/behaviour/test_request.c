@@ -1,7 +1,7 @@
 /* Asynchronous requests: gs_send_request and gs_wait_request. */
 #include "common.h"
 
-enum { ECHO = 1, HOLD = 2, RELEASE = 3, ASK = 4, ASK_HELD = 5, CRASH = 6 };
+enum { ECHO = 1, HOLD = 2, RELEASE = 3, ASK = 4, ASK_HELD = 5, CRASH = 6, ASK_HELD_LONG = 7 };
 
 #define MAXHELD 64
 typedef struct echo_state {
@@ -116,7 +116,7 @@ static int asker_cast(gs_ctx *ctx, void *state, const gs_msg *m)
 {
     gs_request r = 0;
     int rc = gs_send_request(gs_ctx_runtime(ctx), atomic_load(&target), m->tag == ASK ? ECHO : HOLD, "ping", 4,
-                             m->tag == ASK ? 5000 : 50, &r);
+                             m->tag == ASK ? 5000 : m->tag == ASK_HELD_LONG ? 1000 : 50, &r);
     atomic_store(&sent_req, r);
     atomic_store(&send_rc, rc);
     return GS_OK;
@@ -203,6 +203,37 @@ Test(request, callee_crash_is_an_outcome, .timeout = 10)
     cr_assert_eq(outcomes[0].status, GS_ENOPROC);
     sleep_ms(100);
     cr_assert_eq(atomic_load(&noutcomes), 1);
+    rt_free(rt);
+}
+
+/* A request's timeout (from a callback) is a timer of the runtime's own,
+ * whose handle looks like any other (and, for the first ones, like a pid).
+ * No value a user passes to gs_cancel_timer or gs_read_timer may reach it:
+ * every handle near the pids' values is tried while it is pending. */
+Test(request, no_made_up_timer_handle_reaches_a_request_timeout, .timeout = 20)
+{
+    reset_outcomes();
+    gs_runtime *rt = rt_new(2);
+    gs_pid e = start_ok(rt, &echo_ops, NULL);
+    atomic_store(&target, e);
+    gs_pid a = start_ok(rt, &asker_ops, NULL);
+    atomic_store(&send_rc, 1);
+    cr_assert_eq(gs_cast(rt, a, ASK_HELD_LONG, NULL, 0), GS_OK); /* times out in 1,000 ms */
+    cr_assert(wait_int_eq(&send_rc, GS_OK, 5000));
+    int read_ok = 0, cancel_ok = 0;
+    for (uint64_t gen = 0; gen < 4; gen++) {
+        for (int64_t k = -2048; k < 2048; k++) {
+            gs_timer h = gen << 32 | (uint32_t)((uint32_t)e + k); /* the pid's tag and slot bits, and near */
+            int ms = 0;
+            read_ok += gs_read_timer(rt, h, &ms) != GS_ENOENT;
+            cancel_ok += gs_cancel_timer(rt, h) != GS_ENOENT;
+        }
+    }
+    cr_assert_eq(read_ok, 0, "gs_read_timer knew %d made-up handles; no user timer exists", read_ok);
+    cr_assert_eq(cancel_ok, 0, "gs_cancel_timer took %d made-up handles; no user timer exists", cancel_ok);
+    cr_assert(wait_int_eq(&noutcomes, 1, 3000), "the request's timeout never came");
+    cr_assert_eq(outcomes[0].tag, GS_TAG_REPLY_TIMEOUT);
+    cr_assert_eq(outcomes[0].req, atomic_load(&sent_req));
     rt_free(rt);
 }
 
