@@ -117,14 +117,19 @@ void thread_outboxes_take(gs_runtime *rt, uint64_t horizon_ns, outbox_chain *int
     pthread_mutex_unlock(&caches_lock);
 }
 
-void thread_caches_detach(gs_runtime *rt)
+void thread_caches_detach(gs_runtime *rt, outbox_chain *held)
 {
     pthread_mutex_lock(&caches_lock);
     for (thread_cache *c = rt->thread_caches, *next; c != NULL; c = next) {
         next = c->next;
         c->prev = c->next = NULL;
-        /* Its owner drops the indices at its next binding (unbind_locked);
-         * its outbox was emptied by the stop (timer_service_free_all). */
+        /* What it holds goes to the stop, which frees it: taken in the same
+         * hold of the lock as the unbinding, so that a thread exiting now
+         * finds its cache unbound and flushes nothing into the inbox after
+         * the stop has drained it. Its owner drops the free indices at its
+         * next binding (unbind_locked). */
+        uint64_t kept_min = UINT64_MAX;
+        (void)outbox_take(&c->timers.outbox, UINT64_MAX, held, &kept_min);
         atomic_store_explicit(&c->rt, NULL, memory_order_relaxed);
     }
     rt->thread_caches = NULL;

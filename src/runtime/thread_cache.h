@@ -20,7 +20,9 @@ timer_arming *thread_timer_side(gs_runtime *rt);
 void thread_outboxes_take(gs_runtime *rt, uint64_t horizon_ns, outbox_chain *into, uint64_t *kept_min);
 
 /* At gs_runtime_stop, before rt's timer pool is destroyed: detaches
- * every thread's cache from rt (their records go with the pool). */
-void thread_caches_detach(gs_runtime *rt);
+ * every thread's cache from rt (their free records go with the pool) and
+ * appends the timers their outboxes hold to `held`. Afterwards no outside
+ * thread hands rt anything, not even as it exits. */
+void thread_caches_detach(gs_runtime *rt, outbox_chain *held);
 
 #endif

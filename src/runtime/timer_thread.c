@@ -426,6 +426,16 @@ static void drain_inbox(gs_runtime *rt, unsigned limit)
         take_in(rt, rec_from_inbox(n));
 }
 
+static void take_in_chain(gs_runtime *rt, const outbox_chain *got)
+{
+    for (mbox_node *n = got->first, *next; n != NULL; n = next) {
+        /* relaxed: the chain is ours; the exchange that took it acquired
+         * its links. Read before take_in, which may free the record. */
+        next = n == got->last ? NULL : atomic_load_explicit(&n->next, memory_order_relaxed);
+        take_in(rt, rec_from_inbox(n));
+    }
+}
+
 /* Takes in the timers held in outboxes (timer_outbox.c) whose earliest
  * deadline comes before horizon_ns, the workers' and outside threads',
  * and sets the hint to the earliest deadline left held ("The hint"). */
@@ -440,12 +450,7 @@ static void sweep_outboxes(gs_runtime *rt, uint64_t horizon_ns)
         (void)outbox_take(&rt->workers[i].timer_side.outbox, horizon_ns, &got, &kept_min);
     thread_outboxes_take(rt, horizon_ns, &got, &kept_min);
     outbox_hint_lower(ts, kept_min);
-    for (mbox_node *n = got.first, *next; n != NULL; n = next) {
-        /* relaxed: the chain is ours; the exchange that took it acquired
-         * its links. Read before take_in, which may free the record. */
-        next = n == got.last ? NULL : atomic_load_explicit(&n->next, memory_order_relaxed);
-        take_in(rt, rec_from_inbox(n));
-    }
+    take_in_chain(rt, &got);
 }
 
 /* At or before the earliest deadline held in any outbox; UINT64_MAX if
@@ -573,13 +578,23 @@ static void free_pending(wheel_timer *wt, void *arg)
 }
 
 /* After the thread stopped and every server is gone: takes in what is
- * left in the inbox and frees every record still held, with its message
- * (pool_destroy then frees the records' memory). */
+ * left in the outboxes and the inbox and frees every record still held,
+ * with its message (pool_destroy then frees the records' memory). The
+ * outboxes first: the workers' (joined, so nobody pushes to them) and the
+ * outside threads', taken as their caches are detached. Until then a
+ * thread that exits flushes its outbox into the inbox (its exit hook), so
+ * a drain before could miss what it pushed, or stop at its half-done push;
+ * after it, nobody hands this runtime anything, and the drain is whole. */
 void timer_service_free_all(gs_runtime *rt)
 {
     timer_service *ts = rt->timers;
+    outbox_chain got = {NULL, NULL};
+    uint64_t kept_min = UINT64_MAX;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        (void)outbox_take(&rt->workers[i].timer_side.outbox, UINT64_MAX, &got, &kept_min);
+    thread_caches_detach(rt, &got);
+    take_in_chain(rt, &got);
     drain_inbox(rt, UINT_MAX);
-    sweep_outboxes(rt, UINT64_MAX);
     wheel_advance(ts->wheel, UINT64_MAX, free_pending, rt);
     for (unsigned b = 0; b < SUB_BUCKETS; b++) {
         wheel_timer *head = &ts->buckets[b];

@@ -615,7 +615,6 @@ void timers_stop(gs_runtime *rt)
     pthread_join(ts->thread, NULL);
     timer_service_free_all(rt);
     timer_thread_state_destroy(ts);
-    thread_caches_detach(rt); /* before their records' pool goes */
     pool_destroy(&ts->recs);
     free(ts);
     rt->timers = NULL;
