@@ -145,7 +145,10 @@ int gs_runtime_start(gs_runtime **out, const gs_runtime_opts *opts);
  * frees everything. While it runs, gs_start returns GS_ESHUTDOWN. It waits
  * for callbacks that are running to return. Call it once, from a thread
  * outside the runtime: from inside a callback it returns GS_EDEADLK and
- * does nothing. `rt` is invalid afterwards. Returns GS_OK or GS_EINVAL
+ * does nothing. `rt` is invalid afterwards; a pid or timer handle of it
+ * names nothing in the runtimes started after it (they refuse it with
+ * GS_ENOPROC or GS_ENOENT) until GS_MAX_RUNTIMES more have been started,
+ * as runtimes take the tag in their pids in turn. Returns GS_OK or GS_EINVAL
  * (rt NULL). */
 int gs_runtime_stop(gs_runtime *rt);
 

@@ -17,19 +17,27 @@
 
 #define STOP_RESCAN_MS 20
 
-/* Runtime tags (1..GS_MAX_RUNTIMES) in use: a tag is part of every pid. */
+/* Runtime tags (1..GS_MAX_RUNTIMES) in use: a tag is part of every pid
+ * and timer handle. They are handed out round-robin, as an OS hands out
+ * process ids: a runtime started after another stopped takes the next
+ * free tag, not the one just freed, so that a pid or timer handle kept
+ * from the stopped runtime names nothing in the new one (its slots and
+ * timer records start again at generation 1, so with the same tag the
+ * first ones would be equal bit for bit). */
 static pthread_mutex_t tags_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool tags_used[GS_MAX_RUNTIMES + 1];
+static uint32_t tag_last; /* the last tag handed out, under tags_lock */
 gs_runtime *runtime_by_tag[GS_MAX_RUNTIMES + 1];
 
 static uint32_t tag_take(void)
 {
     uint32_t tag = 0;
     pthread_mutex_lock(&tags_lock);
-    for (uint32_t t = 1; t <= GS_MAX_RUNTIMES; t++) {
+    for (uint32_t i = 1; i <= GS_MAX_RUNTIMES; i++) {
+        uint32_t t = (tag_last + i - 1) % GS_MAX_RUNTIMES + 1; /* tag_last + i, in 1..GS_MAX_RUNTIMES */
         if (!tags_used[t]) {
             tags_used[t] = true;
-            tag = t;
+            tag = tag_last = t;
             break;
         }
     }

@@ -394,6 +394,35 @@ Test(timers, payloads_of_every_size_arrive_intact, .timeout = 20)
     rt_free(rt);
 }
 
+/* A runtime started after another stopped must not take a pid or timer
+ * handle kept from the stopped one for its own: both start their slots
+ * and records afresh, so with the same tag the first ones would be equal
+ * bit for bit. */
+Test(timers, a_stopped_runtimes_handles_and_pids_name_nothing_in_the_next, .timeout = 20)
+{
+    reset();
+    gs_runtime *a = rt_new(1);
+    gs_pid pa = start_ok(a, &collector_ops, NULL);
+    gs_timer ha = 0;
+    cr_assert_eq(gs_send_after(a, pa, 1, NULL, 0, 60000, &ha), GS_OK);
+    rt_free(a);
+    gs_runtime *b = rt_new(1);
+    gs_pid pb = start_ok(b, &collector_ops, NULL);
+    gs_timer hb = 0;
+    cr_assert_eq(gs_send_after(b, pb, 2, NULL, 0, 100, &hb), GS_OK);
+    cr_assert_neq(ha, hb, "the new runtime's first timer has the stopped one's handle");
+    cr_assert_neq(pa, pb, "the new runtime's first server has the stopped one's pid");
+    int ms = 0;
+    cr_assert_eq(gs_read_timer(b, ha, &ms), GS_ENOENT);
+    cr_assert_eq(gs_cancel_timer(b, ha), GS_ENOENT);
+    cr_assert_eq(gs_cast(b, pa, 1, NULL, 0), GS_ENOPROC);
+    cr_assert(wait_int_eq(&nrecs, 1, 5000), "the new runtime's timer was not delivered");
+    cr_assert_eq(recs[0].tag, 2);
+    sleep_ms(50);
+    cr_assert_eq(atomic_load(&casts_seen), 0);
+    rt_free(b);
+}
+
 Test(timers, bad_arguments, .timeout = 10)
 {
     gs_runtime *rt = rt_new(1);
