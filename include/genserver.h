@@ -270,10 +270,11 @@ int gs_cast(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t le
  * with an absolute CLOCK_MONOTONIC deadline. From inside a callback the
  * calling server is suspended, not its worker: the callback's stack is set
  * aside and the worker runs other servers until the reply, the timeout (on
- * the runtime's timer wheel) or the callee's exit resumes the callback
- * where it left off, on whichever worker picks it up. Meanwhile messages
- * to the suspended server wait in its mailbox. A cycle (A calls B while B
- * calls A) ends by timeout, as in Erlang.
+ * the runtime's timer wheel; kept even when GS_TIMERS_MAX timers hold
+ * every record, then up to a few milliseconds late) or the callee's exit
+ * resumes the callback where it left off, on whichever worker picks it
+ * up. Meanwhile messages to the suspended server wait in its mailbox. A
+ * cycle (A calls B while B calls A) ends by timeout, as in Erlang.
  *
  * Callback stacks: callbacks run on fiber stacks of 64 KiB. Keep large
  * buffers off the stack (a few KiB of locals are fine; deep recursion is
@@ -349,7 +350,9 @@ typedef struct gs_request_reply {
  *     there is none) or GS_TAG_REPLY_TIMEOUT;
  *   - from an outside thread: through gs_wait_request.
  * Returns GS_OK, or as gs_call for bad arguments, GS_ENOPROC (no such
- * server), GS_EDEADLK (a server requesting from itself), GS_ENOMEM. */
+ * server), GS_EDEADLK (a server requesting from itself), GS_ENOMEM, or
+ * GS_EAGAIN (from a callback, with a timeout: GS_TIMERS_MAX timers are
+ * held, so its timeout could not be armed; nothing was sent). */
 int gs_send_request(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len, int timeout_ms,
                     gs_request *out);
 

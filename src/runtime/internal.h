@@ -380,10 +380,11 @@ void scheduler_batch_begin(gs_runtime *rt, run_batch *b);
 void scheduler_batch_end(run_batch *b);
 void scheduler_before_block(gs_runtime *rt);
 /* Arms (later, if the call is still waiting then) the timeout of a call
- * suspended on this worker. Otherwise the caller arms it itself: GS_EAGAIN
- * if the deadline is too near to defer, GS_ENOMEM if it could not even be
- * remembered. */
-int scheduler_defer_timeout(worker *w, ticket t, uint64_t deadline);
+ * suspended on this worker; once its deadline has passed, a promotion
+ * completes the call itself instead. Otherwise the caller arms it itself:
+ * GS_EAGAIN if the deadline is too near to defer (unless near_too),
+ * GS_ENOMEM if it could not even be remembered. */
+int scheduler_defer_timeout(worker *w, ticket t, uint64_t deadline, bool near_too);
 /* The timer thread's side of deferred timeouts (scheduler.c): whether any
  * worker holds some (seq_cst loads, for the timer thread's sleep
  * handshake), and a promotion of every list its worker has not promoted

@@ -157,6 +157,21 @@ static fiber *suspendable_fiber(gs_runtime *rt)
     return proc_extra_get(w->running->proc) != NULL ? w->running : NULL;
 }
 
+/* The timeout of a call from a callback, about to suspend: it goes on the
+ * wheel only if the reply is slow to come (deferred, see scheduler.c; the
+ * timer thread then completes the call with GS_ETIMEDOUT, which resumes
+ * it), at once if the deadline is near. If the wheel has no record to
+ * spare (GS_TIMERS_MAX timers held), the deferred list keeps it anyway and
+ * a promotion completes the call once the deadline has passed: no call
+ * waits without its timeout. False only if the list cannot grow either. */
+static bool keep_timeout(gs_runtime *rt, ticket t, uint64_t deadline)
+{
+    worker *w = current_worker();
+    return scheduler_defer_timeout(w, t, deadline, false) == GS_OK ||
+           timers_arm_fn(rt, deadline, reply_timed_out, t.slot, t.seq, NULL) == GS_OK ||
+           scheduler_defer_timeout(w, t, deadline, true) == GS_OK;
+}
+
 /* Sends m (which carries a fresh ticket for a slot holding buf/cap) and
  * waits for its completion until deadline: a callback on a fiber
  * suspends (its worker goes on with other servers; the reply, the timeout
@@ -191,12 +206,8 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
         }
         return reply_slot_wait(rt, t, deadline, len_out);
     }
-    /* The timeout goes on the wheel only if the reply is slow to come (the
-     * timer thread then completes the call with GS_ETIMEDOUT, which
-     * resumes it); a near deadline, or a failure of that bookkeeping, arms
-     * it now. */
-    if (deadline != DEADLINE_NEVER && scheduler_defer_timeout(current_worker(), t, deadline) != GS_OK)
-        (void)timers_arm_fn(rt, deadline, reply_timed_out, t.slot, t.seq, NULL);
+    if (deadline != DEADLINE_NEVER && !keep_timeout(rt, t, deadline))
+        reply_timed_out(rt, t.slot, t.seq); /* nowhere to keep it: the call times out at once */
     proc *cur = current_proc(); /* the server whose callback calls (maybe an init inside owner's) */
     owner->extra->fiber = f;
     f->status = FIBER_SUSPENDED;

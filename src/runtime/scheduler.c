@@ -444,12 +444,12 @@ static void unarmed_unlock(worker *w)
     atomic_store_explicit(&w->unarmed_lock, false, memory_order_release);
 }
 
-int scheduler_defer_timeout(worker *w, ticket t, uint64_t deadline)
+int scheduler_defer_timeout(worker *w, ticket t, uint64_t deadline, bool near_too)
 {
     /* promoted_at_ns <= now: a deadline near the last promotion is surely
      * near now. (One that is near now but not near the last promotion is
      * caught by the next promotion, which looks at young deadlines.) */
-    if (deadline < atomic_load_explicit(&w->promoted_at_ns, memory_order_relaxed) + DEFER_NEAR_NS)
+    if (!near_too && deadline < atomic_load_explicit(&w->promoted_at_ns, memory_order_relaxed) + DEFER_NEAR_NS)
         return GS_EAGAIN; /* the caller arms it now */
     int rc = GS_OK;
     unarmed_lock(w);
@@ -479,13 +479,22 @@ int scheduler_defer_timeout(worker *w, ticket t, uint64_t deadline)
     return rc;
 }
 
-/* Arms d's timeout if its call still waits. False: keep d (out of memory,
- * try again later). */
-static bool arm_one(gs_runtime *rt, const struct deferred_timeout *d)
+enum { ARM_DONE, ARM_KEEP, ARM_EXPIRED };
+#define EXPIRED_BATCH 32u /* calls one promotion times out itself, at most */
+
+/* Arms d's timeout if its call still waits: ARM_DONE (armed, or answered
+ * already), ARM_KEEP (no timer record to be had: out of memory, or every
+ * record taken by GS_TIMERS_MAX timers; try again later), ARM_EXPIRED
+ * (its deadline has passed: the promotion completes the call itself, so
+ * a call keeps its timeout even when no record can be had). */
+static int arm_one(gs_runtime *rt, const struct deferred_timeout *d, uint64_t now)
 {
     if (!reply_ticket_waiting(rt, d->t))
-        return true; /* answered already: no timer needed */
-    return timers_arm_fn(rt, d->deadline, reply_timed_out, d->t.slot, d->t.seq, NULL) == GS_OK;
+        return ARM_DONE; /* answered already: no timer needed */
+    if (d->deadline <= now)
+        return ARM_EXPIRED;
+    return timers_arm_fn(rt, d->deadline, reply_timed_out, d->t.slot, d->t.seq, NULL) == GS_OK ? ARM_DONE
+                                                                                                : ARM_KEEP;
 }
 
 /* Promotes v's list (see above); `all`: arms every waiting call, young or
@@ -497,20 +506,33 @@ static void arm_deferred_of(worker *v, bool all)
     uint64_t now = now_ns();
     if (!all && now - atomic_load_explicit(&v->promoted_at_ns, memory_order_relaxed) < DEFER_AGE_NS)
         return; /* unlocked read: a stale value only delays the promotion */
+    ticket expired[EXPIRED_BATCH];
+    uint32_t nexpired = 0;
     unarmed_lock(v);
     uint32_t n = atomic_load_explicit(&v->nunarmed, memory_order_relaxed), kept = 0;
     uint32_t old = all ? n : v->old_unarmed;
     for (uint32_t i = 0; i < n; i++) {
         struct deferred_timeout *d = &v->unarmed[i];
-        bool arm_now = i < old || d->deadline < now + DEFER_NEAR_NS;
-        if (arm_now && arm_one(v->rt, d))
-            continue;
-        v->unarmed[kept++] = *d; /* young, or not armed for lack of memory */
+        if (i < old || d->deadline < now + DEFER_NEAR_NS) {
+            int r = arm_one(v->rt, d, now);
+            if (r == ARM_DONE)
+                continue;
+            if (r == ARM_EXPIRED && nexpired < EXPIRED_BATCH) {
+                expired[nexpired++] = d->t;
+                continue;
+            }
+        }
+        v->unarmed[kept++] = *d; /* young, not armed for lack of a record, or left for the next promotion */
     }
     v->old_unarmed = kept; /* what stays is the old generation now */
     atomic_store_explicit(&v->promoted_at_ns, now, memory_order_relaxed);
     atomic_store_explicit(&v->nunarmed, kept, memory_order_relaxed);
     unarmed_unlock(v);
+    /* Outside the lock, which others take with a bounded spin: completing
+     * a call resumes its server. One answered meanwhile is left alone (the
+     * completion loses to the reply). */
+    for (uint32_t i = 0; i < nexpired; i++)
+        reply_timed_out(v->rt, expired[i].slot, expired[i].seq);
 }
 
 /* This worker's list, and every worker's if `others`. */
