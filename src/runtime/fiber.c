@@ -57,6 +57,7 @@
 #endif
 
 #ifdef GS_ASAN
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 #ifdef GS_TSAN
@@ -202,10 +203,15 @@ int fiber_pool_create(fiber_pool **out)
 
 static size_t page_size(void)
 {
-    static size_t cached;
-    if (cached == 0)
-        cached = (size_t)sysconf(_SC_PAGESIZE);
-    return cached;
+    /* relaxed: every thread that finds it unset stores the same value;
+     * atomic because pools of several runtimes ask at once. */
+    static _Atomic size_t cached;
+    size_t page = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (page == 0) {
+        page = (size_t)sysconf(_SC_PAGESIZE);
+        atomic_store_explicit(&cached, page, memory_order_relaxed);
+    }
+    return page;
 }
 
 /* Maps SLAB_STACKS stacks in one mapping; the caller holds the lock. */
@@ -299,6 +305,12 @@ void fiber_pool_destroy(fiber_pool *p)
 #ifdef GS_TSAN
         for (unsigned k = 0; k < SLAB_STACKS; k++)
             __tsan_destroy_fiber(fibers[k].tsan_fiber);
+#endif
+#ifdef GS_ASAN
+        /* Parked fibers leave their frames' poisoning in ASan's shadow of
+         * the stacks; memory mapped there later would inherit it, and an
+         * access to it would be reported as a stack overflow. */
+        ASAN_UNPOISON_MEMORY_REGION(p->slabs[2 * i], bytes);
 #endif
         munmap(p->slabs[2 * i], bytes);
         free(fibers);

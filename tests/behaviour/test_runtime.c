@@ -285,6 +285,37 @@ Test(runtime, runtime_limit, .timeout = 60)
     rt_free(rt);
 }
 
+/* Under AddressSanitizer: the callbacks' fiber stacks go with the
+ * runtime, and the poisoning the frames parked on them left in ASan's
+ * shadow must go with them. Memory mapped afterwards, likely where the
+ * stacks were, must be clean: else any access to it is reported as a
+ * stack-buffer-underflow (in the program's code, or the next runtime's). */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sys/mman.h>
+
+Test(runtime, a_stopped_runtimes_fiber_stacks_leave_no_poisoned_memory, .timeout = 20)
+{
+    reset();
+    gs_runtime *rt = rt_new(2);
+    gs_pid p = start_ok(rt, &plain_ops, NULL);
+    for (int i = 0; i < 100; i++)
+        cr_assert_eq(gs_cast(rt, p, C_COUNT, NULL, 0), GS_OK);
+    int64_t v = -1;
+    cr_assert_eq(call_i64(rt, p, K_GET, 0, &v, 5000), GS_OK);
+    rt_free(rt);
+    const size_t sizes[] = {1u << 20, 3u << 20, ((64u << 10) + 4096u) * 16u, 8u << 20, 64u << 20};
+    for (int k = 0; k < 40; k++) {
+        size_t bytes = sizes[k % 5];
+        char *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        cr_assert_neq(m, MAP_FAILED);
+        char *bad = __asan_region_is_poisoned(m, bytes);
+        munmap(m, bytes);
+        cr_assert_null(bad, "a fresh mapping of %zu bytes is poisoned at +%#zx", bytes, (size_t)(bad - m));
+    }
+}
+#endif
+
 /* ---- bad input ---- */
 
 Test(badinput, gs_start_arguments, .timeout = 10)
