@@ -416,6 +416,9 @@ int gs_send_after_name(gs_runtime *rt, const char *name, uint32_t tag, const voi
  * queued: a server that cancels its own interval timer never handles a
  * tick of it afterwards (a cancel from another thread may meet a tick
  * already being handled). gs_read_timer gives the time to the next tick.
+ * Each tick is a fresh copy, made by the timer thread: keep the payload
+ * small (a pointer or a key), since copying a large one (megabytes) at
+ * every tick holds up every other timer of the runtime for that long.
  * Any thread. Returns GS_OK, GS_ENOPROC (`to` is not a live server),
  * GS_EINVAL (rt NULL, data NULL with len > 0, a runtime tag, interval_ms
  * below 1 or above GS_TIMEOUT_MAX_MS), GS_EMSGSIZE, GS_ENOMEM, GS_EAGAIN
