@@ -392,8 +392,9 @@ typedef uint64_t gs_timer;
  * runtime. Returns GS_OK, GS_ENOPROC (`to` is not a live
  * server), GS_EINVAL (rt NULL, data NULL with len > 0, a runtime tag,
  * delay_ms negative or above GS_TIMEOUT_MAX_MS), GS_EMSGSIZE, GS_ENOMEM,
- * GS_EAGAIN (GS_TIMERS_MAX timers held already: pending, or cancelled and
- * not yet freed). */
+ * GS_EAGAIN (GS_TIMERS_MAX timer records in use already: pending timers,
+ * cancelled ones not yet freed, and up to 64 free ones cached by
+ * each thread that armed timers, so the limit may come a little early). */
 int gs_send_after(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len, int delay_ms,
                   gs_timer *out);
 
