@@ -150,12 +150,21 @@ static void reset_outcomes(void)
     memset(outcomes, 0, sizeof outcomes);
 }
 
-Test(request, server_gets_the_reply_in_handle_info, .timeout = 10)
+/* A runtime with an echo server and an asker aimed at it. */
+static gs_runtime *start_asker(gs_pid *echo, gs_pid *asker)
 {
     reset_outcomes();
     gs_runtime *rt = rt_new(2);
-    atomic_store(&target, start_ok(rt, &echo_ops, NULL));
-    gs_pid a = start_ok(rt, &asker_ops, NULL);
+    *echo = start_ok(rt, &echo_ops, NULL);
+    atomic_store(&target, *echo);
+    *asker = start_ok(rt, &asker_ops, NULL);
+    return rt;
+}
+
+Test(request, server_gets_the_reply_in_handle_info, .timeout = 10)
+{
+    gs_pid e, a;
+    gs_runtime *rt = start_asker(&e, &a);
     cr_assert_eq(gs_cast(rt, a, ASK, NULL, 0), GS_OK);
     cr_assert(wait_int_eq(&noutcomes, 1, 5000));
     cr_assert_eq(atomic_load(&send_rc), GS_OK);
@@ -171,11 +180,8 @@ Test(request, server_gets_the_reply_in_handle_info, .timeout = 10)
 
 Test(request, server_gets_a_timeout_and_never_the_late_reply, .timeout = 10)
 {
-    reset_outcomes();
-    gs_runtime *rt = rt_new(2);
-    gs_pid e = start_ok(rt, &echo_ops, NULL);
-    atomic_store(&target, e);
-    gs_pid a = start_ok(rt, &asker_ops, NULL);
+    gs_pid e, a;
+    gs_runtime *rt = start_asker(&e, &a);
     cr_assert_eq(gs_cast(rt, a, ASK_HELD, NULL, 0), GS_OK);
     cr_assert(wait_int_eq(&noutcomes, 1, 5000));
     cr_assert_eq(outcomes[0].tag, GS_TAG_REPLY_TIMEOUT);
@@ -190,11 +196,8 @@ Test(request, server_gets_a_timeout_and_never_the_late_reply, .timeout = 10)
 
 Test(request, callee_crash_is_an_outcome, .timeout = 10)
 {
-    reset_outcomes();
-    gs_runtime *rt = rt_new(2);
-    gs_pid e = start_ok(rt, &echo_ops, NULL);
-    atomic_store(&target, e);
-    gs_pid a = start_ok(rt, &asker_ops, NULL);
+    gs_pid e, a;
+    gs_runtime *rt = start_asker(&e, &a);
     cr_assert_eq(gs_cast(rt, a, ASK_HELD, NULL, 0), GS_OK);
     sleep_ms(10);
     cr_assert_eq(gs_cast(rt, e, CRASH, NULL, 0), GS_OK);
@@ -212,11 +215,8 @@ Test(request, callee_crash_is_an_outcome, .timeout = 10)
  * every handle near the pids' values is tried while it is pending. */
 Test(request, no_made_up_timer_handle_reaches_a_request_timeout, .timeout = 20)
 {
-    reset_outcomes();
-    gs_runtime *rt = rt_new(2);
-    gs_pid e = start_ok(rt, &echo_ops, NULL);
-    atomic_store(&target, e);
-    gs_pid a = start_ok(rt, &asker_ops, NULL);
+    gs_pid e, a;
+    gs_runtime *rt = start_asker(&e, &a);
     atomic_store(&send_rc, 1);
     cr_assert_eq(gs_cast(rt, a, ASK_HELD_LONG, NULL, 0), GS_OK); /* times out in 1,000 ms */
     cr_assert(wait_int_eq(&send_rc, GS_OK, 5000));
