@@ -349,6 +349,8 @@ void reply_slot_sleep(reply_slot *s, uint64_t seen, uint64_t deadline_ns);
 void reply_slot_ring(reply_slot *s);
 int reply_slot_collect(gs_runtime *rt, ticket t, size_t *len_out);
 int reply_slot_wait(gs_runtime *rt, ticket t, uint64_t deadline_ns, size_t *len_out);
+/* request.c: frees a request nobody collected (reply_table_destroy). */
+void request_discard(struct async_req *a);
 void reply_slot_abandon(gs_runtime *rt, ticket t);
 int reply_slot_complete(gs_runtime *rt, ticket t, int status, const void *data, size_t len);
 int reply_table_init(gs_runtime *rt);

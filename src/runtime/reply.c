@@ -68,14 +68,24 @@ int reply_table_init(gs_runtime *rt)
                      REPLY_SLOTS_MAX);
 }
 
-void reply_table_destroy(gs_runtime *rt)
-{
-    pool_destroy(&rt->replies);
-}
-
 static reply_slot *slot_at(gs_runtime *rt, uint32_t idx)
 {
     return pool_at(&rt->replies, idx);
+}
+
+/* After every thread of the runtime is gone: a request nobody collected
+ * (an outside thread's never waited for, answered or not; a server's
+ * whose timeout the stop dropped unfired) still holds its record in its
+ * slot. A slot not IDLE is in use; an IDLE one's async is stale. */
+void reply_table_destroy(gs_runtime *rt)
+{
+    uint32_t made = pool_high_water(&rt->replies);
+    for (uint32_t idx = 0; idx < made; idx++) {
+        reply_slot *s = slot_at(rt, idx);
+        if ((atomic_load_explicit(&s->state, memory_order_relaxed) & 3) != RS_IDLE && s->async != NULL)
+            request_discard(s->async);
+    }
+    pool_destroy(&rt->replies);
 }
 
 int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns, proc *waiter,

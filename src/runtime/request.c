@@ -14,6 +14,14 @@
  *   - From an outside thread, the completer keeps the reply (a heap copy)
  *     in the request, and gs_wait_request collects it, sleeping on the
  *     slot's futex as gs_call does.
+ * The request record belongs to the slot once the ticket is out, and a
+ * completer frees it: from a callback with a deadline, the timer may
+ * complete the request (and free it) before gs_send_request has returned,
+ * even before the message went out (timeout 0). So there the requester
+ * holds a second reference until it is done, and a send that fails after
+ * the timer was armed takes the request back only if it cancels the timer
+ * first; if the timer got there first, the request has its outcome (a
+ * timeout) and gs_send_request reports it as sent.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +33,7 @@
 enum { ASYNC_SERVER, ASYNC_THREAD };
 
 typedef struct async_req {
+    _Atomic int refs; /* the slot's, and the requester's while it arms a deadline */
     int mode;
     gs_pid to;        /* ASYNC_SERVER: the requesting server */
     gs_request id;
@@ -56,6 +65,18 @@ static void async_free(async_req *a)
     free(a);
 }
 
+void request_discard(async_req *a)
+{
+    async_free(a);
+}
+
+/* acq_rel: whoever frees sees every write the other holder made. */
+static void async_unref(async_req *a)
+{
+    if (atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) == 1)
+        async_free(a);
+}
+
 int gs_send_request(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len, int timeout_ms,
                     gs_request *out)
 {
@@ -75,6 +96,7 @@ int gs_send_request(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, s
         msg_free(m);
         return GS_ENOMEM;
     }
+    atomic_init(&a->refs, 1);
     a->mode = self != NULL ? ASYNC_SERVER : ASYNC_THREAD;
     if (self != NULL) {
         a->to = self->pid;
@@ -92,26 +114,36 @@ int gs_send_request(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, s
         msg_free(m);
         return rc;
     }
-    a->id = request_id(rt, t);
+    gs_request id = a->id = request_id(rt, t);
     if (a->fallback != NULL)
-        ((gs_request_reply *)a->fallback->data)->req = a->id;
-    if (a->mode == ASYNC_SERVER && deadline != DEADLINE_NEVER &&
-        (rc = timers_arm_fn(rt, deadline, request_timed_out, t.slot, t.seq, &a->timer)) != GS_OK) {
-        reply_slot_abandon(rt, t);
-        async_free(a);
-        msg_free(m);
-        return rc;
+        ((gs_request_reply *)a->fallback->data)->req = id;
+    bool timed = a->mode == ASYNC_SERVER && deadline != DEADLINE_NEVER;
+    if (timed) {
+        /* The requester's reference: the timer may complete and free the
+         * request as soon as it is armed (relaxed: nobody else has it). */
+        atomic_store_explicit(&a->refs, 2, memory_order_relaxed);
+        if ((rc = timers_arm_fn(rt, deadline, request_timed_out, t.slot, t.seq, &a->timer)) != GS_OK) {
+            reply_slot_abandon(rt, t);
+            async_free(a);
+            msg_free(m);
+            return rc;
+        }
     }
-    gs_request id = a->id; /* a belongs to the slot from here on */
-    gs_timer timer = a->timer;
     m->ticket = t;
-    if ((rc = msg_send(rt, to, m)) != GS_OK) {
-        if (timer != 0)
-            (void)timers_cancel(rt, timer);
+    rc = msg_send(rt, to, m);
+    if (rc != GS_OK && timed && timers_cancel(rt, a->timer) != GS_OK) {
+        /* The deadline passed first: the timer completed the request with
+         * a timeout, whose outcome is on its way. So it was made. */
+        rc = GS_OK;
+    } else if (rc != GS_OK) {
+        /* Nobody else knows the ticket (the message never arrived, the
+         * timer is cancelled): take the request back. */
         reply_slot_abandon(rt, t);
-        async_free(a);
+        async_free(a); /* both references are ours now */
         return rc;
     }
+    if (timed)
+        async_unref(a);
     *out = id;
     return GS_OK;
 }
@@ -153,7 +185,7 @@ int request_complete(gs_runtime *rt, reply_slot *s, ticket t, int status, const 
     reply_slot_release(rt, s, t.slot); /* nobody waits on it */
     if (timer != 0)
         (void)timers_cancel(rt, timer); /* fails harmlessly if it is the timer completing */
-    async_free(a);
+    async_unref(a);
     (void)msg_send(rt, to, m); /* a requester that is gone needs no answer */
     return rc;
 }
