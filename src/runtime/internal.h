@@ -72,6 +72,16 @@ typedef struct msg {
     alignas(max_align_t) unsigned char data[];
 } msg;
 
+/* Whether m counts against a bounded mailbox (gs_start_opts): the user's
+ * casts, calls and requests, and timer messages; never stop requests or
+ * the runtime's own messages (its tags: a request's outcome, say, is an
+ * info message, and must arrive whatever the bound). */
+static inline bool msg_bounded(const msg *m)
+{
+    return m->kind == MSG_CAST || m->kind == MSG_CALL || m->kind == MSG_TICK ||
+           (m->kind == MSG_INFO && m->tag < GS_TAG_RUNTIME_BASE);
+}
+
 /* ---- servers (procs) --------------------------------------------------
  * A proc lives in a type-stable slot of the process table: its memory is
  * never freed while the runtime lives, only its state and messages are.

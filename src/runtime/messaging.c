@@ -45,13 +45,6 @@ msg *msg_new(gs_runtime *rt, uint8_t kind, uint32_t tag, const void *data, size_
     return m;
 }
 
-/* Whether a message of this kind counts against a mailbox bound. Stop
- * requests and runtime bookkeeping are never refused. */
-static bool bounded_kind(uint8_t kind)
-{
-    return kind == MSG_CAST || kind == MSG_CALL || kind == MSG_INFO || kind == MSG_TICK;
-}
-
 /* Pushes m to p, on which the caller holds a reference (ctl word w),
  * drops the reference and schedules p if its mailbox was idle. A full
  * bounded mailbox with GS_OVERFLOW_REJECT refuses m (freed): GS_EAGAIN. */
@@ -63,7 +56,7 @@ static int deliver(gs_runtime *rt, proc *p, uint64_t w, msg *m)
         proc_opts *o = p->extra->opts; /* stable while we hold the reference */
         uint32_t waiting = (uint32_t)pushed - atomic_load_explicit(&p->dequeued, memory_order_relaxed);
         if (o->mailbox_max != 0 && o->overflow == GS_OVERFLOW_REJECT && waiting >= o->mailbox_max &&
-            bounded_kind(m->kind)) {
+            msg_bounded(m)) {
             atomic_fetch_sub_explicit(&p->enqueued, 1, memory_order_relaxed);
             atomic_fetch_add_explicit(&o->refused, 1, memory_order_relaxed);
             proc_release(p);

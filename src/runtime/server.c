@@ -430,9 +430,9 @@ static void end_turn(proc *p, unsigned taken, uint64_t started_ns)
 static bool drop_oldest(proc *p, const msg *m, unsigned taken)
 {
     proc_opts *o = p->extra != NULL ? p->extra->opts : NULL;
-    if (o == NULL || o->mailbox_max == 0 || o->overflow != GS_OVERFLOW_DROP_OLDEST ||
-        (m->kind != MSG_CAST && m->kind != MSG_INFO && m->kind != MSG_TICK))
-        return false;
+    if (o == NULL || o->mailbox_max == 0 || o->overflow != GS_OVERFLOW_DROP_OLDEST || m->kind == MSG_CALL ||
+        !msg_bounded(m))
+        return false; /* a call is never dropped (its caller waits), nor what the bound exempts */
     int64_t waiting = (int64_t)proc_mailbox_len(p) - (int64_t)taken;
     if (waiting <= (int64_t)o->mailbox_max)
         return false;
