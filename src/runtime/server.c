@@ -562,6 +562,7 @@ int gs_start_with(gs_runtime *rt, const gs_server_ops *ops, const void *arg, con
     p->last_tag = 0;
     p->exiting = false;
     p->replied = false;
+    p->trap_exits = false; /* slots are reused: not the last server's choice */
     p->exit_reason = GS_NORMAL;
     proc_set_current_call(p, TICKET_NONE);
     p->extra = NULL;

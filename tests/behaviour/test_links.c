@@ -137,6 +137,40 @@ Test(links, trap_off_again_means_exit, .timeout = 20)
     rt_free(rt);
 }
 
+/* Slots are reused: a server must not inherit trap_exits from the last
+ * server in its slot (a supervisor's, say: the children of a killed
+ * supervisor then survived). Every slot a fresh server can take here was
+ * a trapping server's. */
+Test(links, a_new_server_does_not_inherit_trap_exits_from_its_slot, .timeout = 60)
+{
+    enum { TRAPPERS = 256, FRESH = 16 };
+    probe_reset();
+    gs_runtime *rt = rt_new(2);
+    gs_pid *trappers = calloc(TRAPPERS, sizeof *trappers);
+    cr_assert_not_null(trappers);
+    for (int i = 0; i < TRAPPERS; i++) {
+        trappers[i] = start_ok(rt, &probe_ops, NULL);
+        trap_on(rt, trappers[i]);
+    }
+    for (int i = 0; i < TRAPPERS; i++)
+        stop_ok(rt, trappers[i]);
+    free(trappers);
+    gs_pid a[FRESH], b[FRESH];
+    for (int i = 0; i < FRESH; i++) {
+        a[i] = start_ok(rt, &probe_ops, NULL);
+        b[i] = start_ok(rt, &probe_ops, NULL);
+        link_ok(rt, a[i], b[i]);
+    }
+    for (int i = 0; i < FRESH; i++)
+        cast_int(rt, b[i], P_CRASH, GS_EAGAIN);
+    for (int i = 0; i < FRESH; i++) {
+        cr_assert(wait_term(a[i], 10000), "fresh server %d ignored its link's exit signal", i);
+        cr_assert_eq(term_reason(a[i]), GS_EAGAIN);
+        cr_assert_eq(ev_count(a[i], GS_TAG_EXIT), 0, "fresh server %d trapped exits", i);
+    }
+    rt_free(rt);
+}
+
 /* Linking twice is one link: one signal. */
 Test(links, link_twice_one_signal, .timeout = 20)
 {
