@@ -377,12 +377,14 @@ static void proc_dispose(proc *p, bool run_terminate, int reason)
 static void server_exit(proc *p)
 {
     int reason = p->exit_reason;
-    if (reason == GS_KILLED) {
-        char pidbuf[48];
+    char pidbuf[48];
+    if (atomic_load_explicit(&p->ctl, memory_order_acquire) & CTL_KILLED) { /* gs_kill: see proc_dispose */
         log_write(proc_rt(p), GS_LOG_INFO, "server '%s' %s killed: terminate skipped", server_name(p),
                   gs_pid_format(p->pid, pidbuf, sizeof pidbuf));
+    } else if (reason == GS_KILLED) { /* an exit signal through a link: terminate runs */
+        log_write(proc_rt(p), GS_LOG_INFO, "server '%s' %s exits: a linked server was killed", server_name(p),
+                  gs_pid_format(p->pid, pidbuf, sizeof pidbuf));
     } else if (reason < 0) {
-        char pidbuf[48];
         log_write(proc_rt(p), GS_LOG_ERROR,
                   "crash report: server '%s' %s exited with reason %d (%s); last message tag %" PRIu32,
                   server_name(p), gs_pid_format(p->pid, pidbuf, sizeof pidbuf), reason, gs_strerror(reason),
