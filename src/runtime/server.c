@@ -442,12 +442,22 @@ static bool drop_oldest(proc *p, const msg *m, unsigned taken)
     return true;
 }
 
+/* With an idle timeout: the messages of this turn so far end the silence
+ * now (when their handling is over, as OTP counts a gen_server timeout
+ * from the callback's return). One clock read for all of them: at the
+ * end of the turn, or before an idle check taken in the same turn. */
+static void note_activity(proc *p)
+{
+    if (p->extra != NULL && p->extra->idle_ms != 0)
+        p->extra->last_activity_ns = now_ns();
+}
+
 bool server_run(proc *p)
 {
     proc *saved = current_proc();
     set_current_proc(p);
-    bool again = false;
-    uint64_t turn_ns = 0, started_ns = 0;
+    bool again = false, active = false;
+    uint64_t started_ns = 0;
     proc_opts *o = p->extra != NULL ? p->extra->opts : NULL;
     if (o != NULL && o->stats) {
         started_ns = now_ns();
@@ -458,6 +468,8 @@ bool server_run(proc *p)
     unsigned n;
     for (n = 0;; n++) {
         if (n == SERVER_BATCH) {
+            if (active)
+                note_activity(p);
             again = true;
             break;
         }
@@ -479,8 +491,10 @@ bool server_run(proc *p)
             msg_free_node(retired);
         if (node == NULL) {
             /* Idle if really empty; otherwise a push is half-way: again.
-             * The count goes first: after a successful try_idle, p is not
-             * ours any more. */
+             * The count and the activity go first: after a successful
+             * try_idle, p is not ours any more. */
+            if (active)
+                note_activity(p);
             end_turn(p, n, started_ns);
             n = 0;
             again = !mailbox_try_idle(&p->mb);
@@ -493,10 +507,11 @@ bool server_run(proc *p)
          * it never came (it counts as no activity either). */
         if (m->kind == MSG_TICK && !timers_tick_current(proc_rt(p), m))
             continue;
-        if (p->extra != NULL && p->extra->idle_ms != 0 && m->kind != MSG_IDLE) {
-            if (turn_ns == 0)
-                turn_ns = now_ns(); /* one clock read per turn, not per message */
-            p->extra->last_activity_ns = turn_ns;
+        if (m->kind != MSG_IDLE) {
+            active = true; /* noted once, at the end of the turn (note_activity) */
+        } else if (active) {
+            note_activity(p); /* the messages before the check count */
+            active = false;
         }
         dispatch(p, m); /* may suspend in a call and resume on another worker */
         if (p->exiting) {

@@ -454,9 +454,9 @@ Test(timers, bad_arguments, .timeout = 10)
 
 /* ---- idle timeouts ------------------------------------------------- */
 
-enum { IDLE_SET = 1, IDLE_CLEAR = 2, PING = 3 };
+enum { IDLE_SET = 1, IDLE_CLEAR = 2, PING = 3, BUSY_100MS = 4, MARK = 5 };
 static atomic_int idle_fired;
-static _Atomic int64_t idle_last_ns;
+static _Atomic int64_t idle_last_ns, idle_first_ns, mark_handled_ns;
 
 static int idler_init(gs_ctx *ctx, void *state, const void *arg)
 {
@@ -470,13 +470,18 @@ static int idler_cast(gs_ctx *ctx, void *state, const gs_msg *m)
         gs_set_idle_timeout(ctx, *(const int *)m->data);
     else if (m->tag == IDLE_CLEAR)
         gs_set_idle_timeout(ctx, GS_INFINITY);
+    else if (m->tag == BUSY_100MS)
+        sleep_ms(100);
+    else if (m->tag == MARK)
+        atomic_store(&mark_handled_ns, now_ns());
     return GS_OK;
 }
 
 static int idler_info(gs_ctx *ctx, void *state, const gs_msg *m)
 {
     if (m->tag == GS_TAG_TIMEOUT) {
-        atomic_fetch_add(&idle_fired, 1);
+        if (atomic_fetch_add(&idle_fired, 1) == 0)
+            atomic_store(&idle_first_ns, now_ns());
         atomic_store(&idle_last_ns, now_ns());
     }
     return GS_OK;
@@ -537,5 +542,31 @@ Test(timers, a_million_pending_timers_use_no_cpu, .timeout = 120)
     double used = proc_cpu_seconds() - cpu0;
     cr_assert_lt(used, 0.3, "%.3f s of CPU in 3 s with a million idle timers", used);
     cr_assert_eq(atomic_load(&nrecs), 0);
+    rt_free(rt);
+}
+
+/* Silence counts from the last message handled, not from the start of the
+ * turn that took it: a message taken 100 ms into a long turn, with the
+ * idle check queued behind it, must not be followed by a timeout at once
+ * (the turn's first clock read used to stamp every message of the turn). */
+Test(timers, idle_timeout_counts_from_the_last_message_not_its_turn, .timeout = 20)
+{
+    atomic_store(&idle_fired, 0);
+    atomic_store(&mark_handled_ns, 0);
+    gs_runtime *rt = rt_new(2);
+    int ms = 100;
+    gs_pid s = start_ok(rt, &idler_ops, &ms);
+    sleep_ms(30);
+    cr_assert_eq(gs_cast(rt, s, PING, NULL, 0), GS_OK);
+    sleep_ms(50);
+    cr_assert_eq(gs_cast(rt, s, BUSY_100MS, NULL, 0), GS_OK); /* a long turn begins */
+    sleep_ms(30);
+    cr_assert_eq(gs_cast(rt, s, MARK, NULL, 0), GS_OK); /* taken in the same turn, the check behind it */
+    cr_assert(wait_int_ge(&idle_fired, 1, 5000));
+    int64_t mark = atomic_load(&mark_handled_ns);
+    cr_assert_neq(mark, 0);
+    int64_t gap_ms = (atomic_load(&idle_first_ns) - mark) / 1000000;
+    cr_assert_geq(gap_ms, 100, "GS_TAG_TIMEOUT %lld ms after a message, idle 100 ms", (long long)gap_ms);
+    stop_ok(rt, s);
     rt_free(rt);
 }
