@@ -96,7 +96,9 @@ typedef struct gs_server_ops {
      * is gs_start's argument and may point at the caller's stack. Return
      * GS_OK to start, GS_STOP to refuse quietly (gs_start returns
      * GS_ECANCELED) or a negative code (gs_start returns it unchanged).
-     * A refused server never existed: terminate is not called.
+     * A refused server never existed: terminate is not called. Links and
+     * monitors it made in init see it exit: with GS_NORMAL after GS_STOP
+     * (a linked server is not harmed), else with init's code.
      * Default: GS_OK. */
     int (*init)(gs_ctx *ctx, void *state, const void *arg);
 

@@ -611,14 +611,18 @@ int gs_start_with(gs_runtime *rt, const gs_server_ops *ops, const void *arg, con
             scheduler_make_runnable(rt, p);
         return GS_OK;
     }
+    int exit_reason = rc; /* what links and monitors made in init see */
     if (rc == GS_STOP) {
+        /* Refused quietly (OTP's ignore): a normal exit for them, so
+         * that a server init linked to does not crash. */
         rc = GS_ECANCELED;
+        exit_reason = GS_NORMAL;
     } else if (rc > 0) {
         char pidbuf[48];
         log_write(rt, GS_LOG_WARNING, "server '%s' %s: init returned %d, which it may not return",
                   server_name(p), gs_pid_format(pid, pidbuf, sizeof pidbuf), rc);
-        rc = GS_EBADRETURN;
+        rc = exit_reason = GS_EBADRETURN;
     }
-    proc_dispose(p, false, rc); /* refused: no terminate */
+    proc_dispose(p, false, exit_reason); /* refused: no terminate */
     return rc;
 }

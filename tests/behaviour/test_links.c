@@ -171,6 +171,42 @@ Test(links, a_new_server_does_not_inherit_trap_exits_from_its_slot, .timeout = 6
     rt_free(rt);
 }
 
+/* A server whose init links to another, then refuses quietly (GS_STOP),
+ * never existed: its link sees a normal exit and its partner lives on (as
+ * OTP's ignore). One whose init fails passes its code on. */
+static _Atomic gs_pid refuser_partner;
+static atomic_int refuser_rc;
+
+static int refuser_init(gs_ctx *ctx, void *state, const void *arg)
+{
+    cr_assert_eq(gs_link(ctx, atomic_load(&refuser_partner)), GS_OK);
+    return atomic_load(&refuser_rc);
+}
+
+static const gs_server_ops refuser_ops = {.name = "refuser", .init = refuser_init};
+
+Test(links, a_server_refused_by_its_init_exits_normally_for_its_links, .timeout = 20)
+{
+    probe_reset();
+    gs_runtime *rt = rt_new(2);
+    gs_pid v = start_ok(rt, &probe_ops, NULL);
+    gs_pid w = start_ok(rt, &probe_ops, NULL);
+    atomic_store(&refuser_partner, v);
+    atomic_store(&refuser_rc, GS_STOP);
+    gs_pid r;
+    cr_assert_eq(gs_start(rt, &refuser_ops, NULL, &r), GS_ECANCELED);
+    sleep_ms(100);
+    ping_ok(rt, v);
+    cr_assert_eq(term_count(v), 0, "refusing quietly killed the server init linked to");
+    /* init failing with a code: that code goes through the link */
+    atomic_store(&refuser_partner, w);
+    atomic_store(&refuser_rc, GS_EAGAIN);
+    cr_assert_eq(gs_start(rt, &refuser_ops, NULL, &r), GS_EAGAIN);
+    cr_assert(wait_term(w, 10000), "init's failure did not reach the server it linked to");
+    cr_assert_eq(term_reason(w), GS_EAGAIN);
+    rt_free(rt);
+}
+
 /* Linking twice is one link: one signal. */
 Test(links, link_twice_one_signal, .timeout = 20)
 {
