@@ -36,8 +36,11 @@ typedef struct gs_sup_spec {
  * Behaviour (OTP's supervisor is the model):
  *  - init copies the spec (ids and names; ops and arg are kept as
  *    pointers), traps exits, and starts the children in order: gs_start
- *    (their init runs before it returns), a link, then gs_register of the
- *    child's name if it has one. If a child fails to start, the children
+ *    (their init runs before it returns), linked before the child can take
+ *    a message (as OTP's start_link: a child that exits right after its
+ *    init is an exit, handled by its restart type, not a start failure),
+ *    then gs_register of the child's name if it has one. If a child fails
+ *    to start (its init refuses or fails), the children
  *    already started are stopped in reverse order and the supervisor fails
  *    to start with that child's error. A bad spec gives GS_EINVAL (NULL
  *    spec or children, an unknown strategy, intensity < 0, period_ms <= 0,

@@ -359,6 +359,14 @@ void reply_slot_sleep(reply_slot *s, uint64_t seen, uint64_t deadline_ns);
 void reply_slot_ring(reply_slot *s);
 int reply_slot_collect(gs_runtime *rt, ticket t, size_t *len_out);
 int reply_slot_wait(gs_runtime *rt, ticket t, uint64_t deadline_ns, size_t *len_out);
+/* links.c: links parent (whose callback runs) and child (past its init,
+ * not yet able to run), both sides at once: no message, so no moment in
+ * which the child could exit unlinked. GS_OK or GS_ENOMEM. */
+int links_join_new(proc *parent, proc *child);
+/* server.c: gs_start for a server whose callback runs (`parent`): the new
+ * server is linked to it before it can take a message (OTP's start_link),
+ * so an exit right after its init reaches the parent as an exit signal. */
+int server_start_linked(gs_ctx *parent, const gs_server_ops *ops, const void *arg, gs_pid *out);
 /* request.c: frees a request nobody collected (reply_table_destroy). */
 void request_discard(struct async_req *a);
 void reply_slot_abandon(gs_runtime *rt, ticket t);

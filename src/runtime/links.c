@@ -108,6 +108,17 @@ static int send_pid_msg(gs_runtime *rt, uint8_t kind, gs_pid to, gs_pid about)
     return msg_send(rt, to, m);
 }
 
+int links_join_new(proc *parent, proc *child)
+{
+    int rc = links_add(child, parent->pid);
+    if (rc != GS_OK)
+        return rc;
+    rc = links_add(parent, child->pid);
+    if (rc != GS_OK)
+        (void)links_remove(child, parent->pid);
+    return rc;
+}
+
 int gs_link(gs_ctx *ctx, gs_pid other)
 {
     proc *p = (proc *)ctx;

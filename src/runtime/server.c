@@ -546,8 +546,26 @@ static int attach_opts(proc *p, const gs_start_opts *opts)
     return GS_OK;
 }
 
+static int start_server(gs_runtime *rt, const gs_server_ops *ops, const void *arg, const gs_start_opts *opts,
+                        proc *link_parent, gs_pid *out);
+
 int gs_start_with(gs_runtime *rt, const gs_server_ops *ops, const void *arg, const gs_start_opts *opts,
                   gs_pid *out)
+{
+    return start_server(rt, ops, arg, opts, NULL, out);
+}
+
+int server_start_linked(gs_ctx *parent, const gs_server_ops *ops, const void *arg, gs_pid *out)
+{
+    proc *pp = (proc *)parent;
+    if (pp == NULL)
+        return GS_EINVAL;
+    return start_server(proc_rt(pp), ops, arg, NULL, pp, out);
+}
+
+/* gs_start_with; link_parent: see server_start_linked. */
+static int start_server(gs_runtime *rt, const gs_server_ops *ops, const void *arg, const gs_start_opts *opts,
+                        proc *link_parent, gs_pid *out)
 {
     if (rt == NULL || ops == NULL || ops->state_size > GS_MSG_MAX)
         return GS_EINVAL;
@@ -603,6 +621,12 @@ int gs_start_with(gs_runtime *rt, const gs_server_ops *ops, const void *arg, con
     rc = ops->init != NULL ? ops->init(ctx_of(p), state, arg) : GS_OK;
     set_current_proc(saved);
 
+    if (rc == GS_OK && link_parent != NULL && (rc = links_join_new(link_parent, p)) != GS_OK) {
+        /* Started, but it cannot be linked (out of memory): it goes at
+         * once, terminate included, and the parent learns why. */
+        proc_dispose(p, true, rc);
+        return rc;
+    }
     if (rc == GS_OK) {
         if (out != NULL)
             *out = pid;

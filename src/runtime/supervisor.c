@@ -421,35 +421,28 @@ static void stop_child(gs_ctx *ctx, sup_state *s, int32_t i, bool unlink)
         wait_name_released(s->rt, c->name, pid);
 }
 
-/* Starts (or restarts) child i: start, link, register. On failure the
- * child is not running and the error is returned. */
+/* Starts (or restarts) child i: start linked, then register. On failure
+ * the child is not running and the error is returned. */
 static int start_child_proc(gs_ctx *ctx, sup_state *s, int32_t i)
 {
     char sp[48], cp[48];
     gs_pid_format(s->self, sp, sizeof sp);
     gs_pid pid = GS_NOPID;
-    int rc = gs_start(s->rt, s->ch[i].ops, s->ch[i].arg, &pid);
+    /* Linked before it can take a message: a child that exits right after
+     * its init is an exit signal, handled as any (not a start error). */
+    int rc = server_start_linked(ctx, s->ch[i].ops, s->ch[i].arg, &pid);
     if (rc != GS_OK) {
         if (rc != GS_ESHUTDOWN)
             log_write(s->rt, GS_LOG_ERROR, "supervisor %s: child '%s' failed to start: %d (%s)", sp,
                       s->ch[i].id, rc, gs_strerror(rc));
         return rc;
     }
-    rc = gs_link(ctx, pid);
-    if (rc != GS_OK) {
-        /* GS_ENOPROC: it exited before the link (no exit signal will come). */
-        if (rc != GS_ENOPROC) {
-            (void)gs_kill(s->rt, pid);
-            (void)gs_stop(s->rt, pid, GS_SHUTDOWN, GS_INFINITY);
-        }
-        log_write(s->rt, GS_LOG_ERROR, "supervisor %s: child '%s' %s could not be linked: %d (%s)", sp,
-                  s->ch[i].id, gs_pid_format(pid, cp, sizeof cp), rc, gs_strerror(rc));
-        return rc;
-    }
     set_pid(s, i, pid);
     if (s->ch[i].name != NULL) {
         rc = gs_register(s->rt, s->ch[i].name, pid);
-        if (rc != GS_OK) {
+        /* GS_ENOPROC: it has exited already; its exit signal is on the
+         * way and is handled as any exit (a restart, if its type says). */
+        if (rc != GS_OK && rc != GS_ENOPROC) {
             log_write(s->rt, GS_LOG_ERROR, "supervisor %s: child '%s' %s could not register name '%s': %d (%s)",
                       sp, s->ch[i].id, gs_pid_format(pid, cp, sizeof cp), s->ch[i].name, rc, gs_strerror(rc));
             stop_child(ctx, s, i, true);
