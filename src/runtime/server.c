@@ -507,11 +507,13 @@ bool server_run(proc *p)
          * it never came (it counts as no activity either). */
         if (m->kind == MSG_TICK && !timers_tick_current(proc_rt(p), m))
             continue;
-        if (m->kind != MSG_IDLE) {
-            active = true; /* noted once, at the end of the turn (note_activity) */
-        } else if (active) {
-            note_activity(p); /* the messages before the check count */
-            active = false;
+        if (p->extra != NULL && p->extra->idle_ms != 0) {
+            if (m->kind != MSG_IDLE) {
+                active = true; /* noted once, at the end of the turn (note_activity) */
+            } else if (active) {
+                note_activity(p); /* the messages before the check count */
+                active = false;
+            }
         }
         dispatch(p, m); /* may suspend in a call and resume on another worker */
         if (p->exiting) {
