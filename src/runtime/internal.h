@@ -279,11 +279,22 @@ static inline void proc_set_current_call(proc *p, ticket t)
     p->current_seq = t.seq;
 }
 
+/* pushed - taken as 32-bit counts, 0 when `taken` is ahead: the two are
+ * read one after the other, and senders and the owner move them between
+ * the reads (a turn may take messages pushed after `pushed` was read), so
+ * the difference can briefly go below zero; unclamped, it read as some
+ * four billion, and a bounded mailbox refused a cast for it. */
+static inline uint32_t mailbox_waiting(uint32_t pushed, uint32_t taken)
+{
+    int32_t d = (int32_t)(pushed - taken);
+    return d < 0 ? 0 : (uint32_t)d;
+}
+
 /* Messages waiting in p's mailbox (including the current turn's). */
 static inline uint32_t proc_mailbox_len(proc *p)
 {
-    return (uint32_t)atomic_load_explicit(&p->enqueued, memory_order_relaxed) -
-           atomic_load_explicit(&p->dequeued, memory_order_relaxed);
+    uint32_t pushed = (uint32_t)atomic_load_explicit(&p->enqueued, memory_order_relaxed);
+    return mailbox_waiting(pushed, atomic_load_explicit(&p->dequeued, memory_order_relaxed));
 }
 
 /* The runtime of a server: from its pid's tag (keeps a proc in two cache

@@ -54,7 +54,7 @@ static int deliver(gs_runtime *rt, proc *p, uint64_t w, msg *m)
     uint64_t pushed = atomic_fetch_add_explicit(&p->enqueued, 1, memory_order_relaxed);
     if (w & CTL_OPTS) {
         proc_opts *o = p->extra->opts; /* stable while we hold the reference */
-        uint32_t waiting = (uint32_t)pushed - atomic_load_explicit(&p->dequeued, memory_order_relaxed);
+        uint32_t waiting = mailbox_waiting((uint32_t)pushed, atomic_load_explicit(&p->dequeued, memory_order_relaxed));
         if (o->mailbox_max != 0 && o->overflow == GS_OVERFLOW_REJECT && waiting >= o->mailbox_max &&
             msg_bounded(m)) {
             atomic_fetch_sub_explicit(&p->enqueued, 1, memory_order_relaxed);
