@@ -434,7 +434,10 @@ int gs_read_timer(gs_runtime *rt, gs_timer t, int *ms_left)
         return GS_ENOENT; /* the runtime's own (see user_armed) */
     if (!timer_target_lives(rt, kind, target))
         return GS_ENOENT;
-    uint64_t now = deadline_clock_ns();
+    /* CLOCK_MONOTONIC, by which the timer fires, not the deadline clock,
+     * which may run a few microseconds ahead: then a remainder just over
+     * k ms read as k ms, sooner than the timer fires. */
+    uint64_t now = now_ns();
     uint64_t left_ns = deadline > now ? deadline - now : 0;
     *ms_left = (int)((left_ns + 999999u) / 1000000u); /* rounded up: never says sooner than it will fire */
     return GS_OK;

@@ -570,3 +570,48 @@ Test(timers, idle_timeout_counts_from_the_last_message_not_its_turn, .timeout = 
     stop_ok(rt, s);
     rt_free(rt);
 }
+
+/* gs_read_timer rounds up: it never says a timer fires sooner than it
+ * does. It took "now" from the deadline clock, which may run a few
+ * microseconds ahead of the clock the timer fires by, so a remainder just
+ * over k ms read as k (a few reads in a million did: this test caught it
+ * in 2 of 3 runs before the fix). */
+static void sleep_us(long us)
+{
+    struct timespec ts = {0, us * 1000};
+    nanosleep(&ts, NULL);
+}
+
+Test(timers, read_timer_never_says_sooner, .timeout = 30)
+{
+    reset();
+    gs_runtime *rt = rt_new(1);
+    gs_pid c = start_ok(rt, &collector_ops, NULL);
+    enum { NT = 64, DELAY_MS = 600000 };
+    gs_timer hs[NT];
+    int64_t armed_ns[NT];
+    for (int i = 0; i < NT; i++) {
+        armed_ns[i] = now_ns();
+        cr_assert_eq(gs_send_after(rt, c, 1, NULL, 0, DELAY_MS, &hs[i]), GS_OK);
+        sleep_us(97); /* armed at various distances from the clock's rebase */
+    }
+    long reads = 0, sooner = 0;
+    int64_t worst_ns = 0;
+    for (int64_t end = now_ns() + 2000000000LL; now_ns() < end;) {
+        int i = (int)(reads % NT), ms = 0;
+        if (i == 0)
+            sleep_us(50);
+        cr_assert_eq(gs_read_timer(rt, hs[i], &ms), GS_OK);
+        int64_t left_at_least = armed_ns[i] + (int64_t)DELAY_MS * 1000000 - now_ns();
+        if ((int64_t)ms * 1000000 < left_at_least) {
+            sooner++;
+            if (left_at_least - (int64_t)ms * 1000000 > worst_ns)
+                worst_ns = left_at_least - (int64_t)ms * 1000000;
+        }
+        reads++;
+    }
+    cr_assert_eq(sooner, 0, "%ld of %ld reads said sooner, by up to %lld ns", sooner, reads, (long long)worst_ns);
+    for (int i = 0; i < NT; i++)
+        cr_assert_eq(gs_cancel_timer(rt, hs[i]), GS_OK);
+    rt_free(rt);
+}
