@@ -199,6 +199,7 @@ typedef struct worker {
     uint32_t lifo_streak; /* LIFO-slot runs in a row, for fairness */
     uint32_t spin_ns;     /* how long this worker spins before it parks (scheduler.c) */
     bool spin_gave_up;    /* its last spin ended without work */
+    uint8_t global_tick;  /* looks at the ring, for find_work's look at the global queue (in padding) */
     _Atomic uint32_t turns; /* turns started: a thief sees whether the owner is stuck in one */
     next_watch next_seen[GS_MAX_WORKERS]; /* this worker's watch over the others' LIFO slots */
     uint64_t rng;

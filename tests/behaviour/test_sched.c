@@ -44,3 +44,50 @@ Test(sched, woken_server_runs_while_its_waker_computes, .timeout = 30)
     cr_assert(ran && still_blocked, "the woken server waited for its waker's long callback");
     rt_free(rt);
 }
+
+/* Servers that cast to themselves keep their workers' own queues full
+ * (each goes back to its ring after its batch). A server woken from
+ * outside the pool waits in the global queue, which a worker looks at
+ * first now and then: before, with both workers busy that way, an outside
+ * cast waited until the self-casters stopped (seconds, in every run). */
+static atomic_int self_casting, outside_handled;
+
+static int selfcaster_cast(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    if (atomic_load(&self_casting))
+        (void)gs_cast(gs_ctx_runtime(ctx), gs_self(ctx), NOTE, NULL, 0);
+    return GS_OK;
+}
+
+static int outside_cast(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    atomic_fetch_add(&outside_handled, 1);
+    return GS_OK;
+}
+
+static const gs_server_ops selfcaster_ops = {.name = "self-caster", .handle_cast = selfcaster_cast};
+static const gs_server_ops outside_ops = {.name = "woken-from-outside", .handle_cast = outside_cast};
+
+Test(sched, busy_workers_still_run_servers_woken_from_outside, .timeout = 60)
+{
+    atomic_store(&self_casting, 1);
+    atomic_store(&outside_handled, 0);
+    gs_runtime *rt = rt_new(2);
+    gs_pid quiet = start_ok(rt, &outside_ops, NULL);
+    gs_pid busy[4];
+    for (int i = 0; i < 4; i++) {
+        busy[i] = start_ok(rt, &selfcaster_ops, NULL);
+        cr_assert_eq(gs_cast(rt, busy[i], NOTE, NULL, 0), GS_OK);
+    }
+    sleep_ms(50); /* both workers are on self-casters now */
+    int64_t t0 = now_ns();
+    for (int i = 0; i < 100; i++)
+        cr_assert_eq(gs_cast(rt, quiet, NOTE, NULL, 0), GS_OK);
+    bool all = wait_int_eq(&outside_handled, 100, 2000);
+    int64_t waited_ms = (now_ns() - t0) / 1000000;
+    int got = atomic_load(&outside_handled);
+    atomic_store(&self_casting, 0);
+    cr_assert(all, "%d of 100 outside casts handled in %lld ms beside self-casting servers", got,
+              (long long)waited_ms);
+    rt_free(rt);
+}
