@@ -354,7 +354,10 @@ typedef struct gs_request_reply {
  * Returns GS_OK, or as gs_call for bad arguments, GS_ENOPROC (no such
  * server), GS_EDEADLK (a server requesting from itself), GS_ENOMEM, or
  * GS_EAGAIN (from a callback, with a timeout: GS_TIMERS_MAX timers are
- * held, so its timeout could not be armed; nothing was sent). */
+ * held, so its timeout could not be armed; nothing was sent). From a
+ * callback with a timeout that runs out before the send is done (0, say),
+ * a request to a server that is gone may be reported made (GS_OK): its
+ * outcome, GS_TAG_REPLY_TIMEOUT, arrives all the same, and only one. */
 int gs_send_request(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len, int timeout_ms,
                     gs_request *out);
 
