@@ -43,7 +43,8 @@ typedef struct gs_sup_spec {
  *    to start (its init refuses or fails), the children
  *    already started are stopped in reverse order and the supervisor fails
  *    to start with that child's error. A bad spec gives GS_EINVAL (NULL
- *    spec or children, an unknown strategy, intensity < 0, period_ms <= 0,
+ *    spec, NULL children with nchildren > 0 (none at all is a supervisor
+ *    whose children come at run time), an unknown strategy, intensity < 0, period_ms <= 0,
  *    a child without id or ops, a bad restart type or shutdown_ms, an empty
  *    or too long name, more children than max_children); duplicate ids
  *    give GS_EEXIST.
