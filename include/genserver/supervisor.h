@@ -43,11 +43,12 @@ typedef struct gs_sup_spec {
  *    to start (its init refuses or fails), the children
  *    already started are stopped in reverse order and the supervisor fails
  *    to start with that child's error. A bad spec gives GS_EINVAL (NULL
- *    spec, NULL children with nchildren > 0 (none at all is a supervisor
- *    whose children come at run time), an unknown strategy, intensity < 0, period_ms <= 0,
- *    a child without id or ops, a bad restart type or shutdown_ms, an empty
- *    or too long name, more children than max_children); duplicate ids
- *    give GS_EEXIST.
+ *    spec, NULL children with nchildren > 0, an unknown strategy,
+ *    intensity < 0, period_ms <= 0, a child without id or ops, a bad
+ *    restart type or shutdown_ms, an empty or too long name, more
+ *    children than max_children); duplicate ids give GS_EEXIST. No
+ *    children at all (NULL, 0) is a supervisor whose children all come
+ *    at run time.
  *  - A child exit (reason R): permanent children are always restarted,
  *    transient ones only if R is neither GS_NORMAL nor GS_SHUTDOWN,
  *    temporary ones never. A child that is not restarted is forgotten (its
