@@ -221,9 +221,10 @@ void scheduler_before_block(gs_runtime *rt)
     notify(rt);
 }
 
-/* Moves up to GLOBAL_BATCH servers from the global queue: returns one to
- * run, puts the rest in w's ring. */
-static proc *take_global(worker *w)
+/* Moves up to `max` servers from the global queue: returns one to run,
+ * puts the rest in w's ring. find_work's periodic look takes one, so that
+ * it does not reorder the worker's own ring; an idle worker GLOBAL_BATCH. */
+static proc *take_global(worker *w, unsigned max)
 {
     gs_runtime *rt = w->rt;
     if (!injectq_maybe_nonempty(&rt->global) || !injectq_try_lock(&rt->global))
@@ -231,7 +232,7 @@ static proc *take_global(worker *w)
     proc *first = NULL;
     unsigned moved = 0;
     mbox_node *n;
-    while (moved < GLOBAL_BATCH && (n = injectq_pop(&rt->global)) != NULL) {
+    while (moved < max && (n = injectq_pop(&rt->global)) != NULL) {
         proc *p = proc_of_link(n);
         if (first == NULL)
             first = p;
@@ -244,18 +245,6 @@ static proc *take_global(worker *w)
     }
     injectq_unlock(&rt->global);
     return first;
-}
-
-/* One server from the global queue, for find_work's periodic look: one,
- * not a batch, so that the look does not reorder the worker's own ring. */
-static proc *take_global_one(worker *w)
-{
-    gs_runtime *rt = w->rt;
-    if (!injectq_maybe_nonempty(&rt->global) || !injectq_try_lock(&rt->global))
-        return NULL;
-    mbox_node *n = injectq_pop(&rt->global);
-    injectq_unlock(&rt->global);
-    return n != NULL ? proc_of_link(n) : NULL;
 }
 
 static uint64_t next_random(worker *w)
@@ -307,12 +296,12 @@ static proc *find_work(worker *w)
      * noise (12 interleaved rounds). */
     if (++w->global_tick == GLOBAL_FIRST_EVERY) {
         w->global_tick = 0;
-        if ((p = take_global_one(w)) != NULL)
+        if ((p = take_global(w, 1)) != NULL)
             return p;
     }
     if ((p = runq_pop(&w->rq, true)) != NULL || (p = runq_take_next(&w->rq)) != NULL)
         return p;
-    if ((p = take_global(w)) != NULL)
+    if ((p = take_global(w, GLOBAL_BATCH)) != NULL)
         return p;
     return steal(w);
 }

@@ -11,9 +11,9 @@
  * per bucket, written by the timer thread alone with a plain load and
  * store, so a note costs a few instructions and no atomic read-modify-
  * write. The clock it notes against is read at the start of each firing
- * round and again every LATENESS_CLOCK_EVERY timers: a round that fires thousands
- * of timers after a stall takes hundreds of microseconds, and the last of
- * them would otherwise look as late as the first.
+ * round and again every LATENESS_CLOCK_EVERY timers: a round that fires
+ * thousands of timers after a stall takes hundreds of microseconds, and
+ * the last of them would otherwise look as late as the first.
  */
 #include "timer_lateness.h"
 
