@@ -179,6 +179,9 @@ typedef struct reply_slot {
     uint64_t seq; /* the waiter's own counter */
     int status;   /* written by the completer, with len */
     _Atomic uint32_t free_link;
+    /* The wheel timer armed for a suspended caller's timeout, 0 if none:
+     * reply_timeout_arm notes it, the caller's collect cancels it. */
+    _Atomic gs_timer timer;
 } reply_slot;
 
 #define REPLY_CHUNK_SHIFT 10
@@ -388,6 +391,10 @@ void reply_table_destroy(gs_runtime *rt);
 bool reply_ticket_waiting(gs_runtime *rt, ticket t);
 /* A timer function: completes ticket (slot, seq) with GS_ETIMEDOUT. */
 void reply_timed_out(gs_runtime *rt, uint64_t slot, uint64_t seq);
+/* Arms the wheel timer for a suspended caller's timeout (reply_timed_out
+ * at deadline_ns) and notes it in the slot, so that the caller's collect
+ * gives the record back when the call ends otherwise. As timers_arm_fn. */
+int reply_timeout_arm(gs_runtime *rt, ticket t, uint64_t deadline_ns);
 gs_from reply_from_ticket(gs_runtime *rt, ticket t);
 int reply_ticket_from(gs_runtime *rt, gs_from from, ticket *out);
 
@@ -471,6 +478,9 @@ gs_timer timers_handle(gs_runtime *rt, ticket t);
 /* As gs_cancel_timer, for the runtime's own timers too (gs_cancel_timer
  * refuses those: their handles are never given out). */
 int timers_cancel(gs_runtime *rt, gs_timer t);
+/* As timers_cancel, without waking the timer thread: a record it holds is
+ * freed when it next wakes (by the timer's deadline at the latest). */
+int timers_cancel_lazy(gs_runtime *rt, gs_timer t);
 int timers_arm_fn(gs_runtime *rt, uint64_t deadline_ns, void (*fn)(gs_runtime *, uint64_t, uint64_t), uint64_t a,
                   uint64_t b, gs_timer *out);
 proc_extra *proc_extra_get(proc *p);

@@ -161,7 +161,7 @@ static bool keep_timeout(gs_runtime *rt, ticket t, uint64_t deadline)
 {
     worker *w = current_worker();
     return scheduler_defer_timeout(w, t, deadline, false) == GS_OK ||
-           timers_arm_fn(rt, deadline, reply_timed_out, t.slot, t.seq, NULL) == GS_OK ||
+           reply_timeout_arm(rt, t, deadline) == GS_OK ||
            scheduler_defer_timeout(w, t, deadline, true) == GS_OK;
 }
 
@@ -207,7 +207,8 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
     atomic_fetch_add_explicit(&current_worker()->suspended, 1, memory_order_relaxed);
     fiber_leave(fiber_current_home(), f);
     /* Resumed, perhaps on another worker: the reply slot is DONE. A timer
-     * armed for it meanwhile finds the ticket spent and does nothing. */
+     * armed for it meanwhile is cancelled by the collect (or, if it has
+     * gone off already, found the ticket spent and did nothing). */
     set_current_proc(cur);
     return reply_slot_collect(rt, t, len_out);
 }

@@ -206,6 +206,20 @@ int reply_slot_collect(gs_runtime *rt, ticket t, size_t *len_out)
     int status = s->status;
     if (len_out != NULL)
         *len_out = s->len;
+    /* A wheel timer noted here was armed for this call or, when a note
+     * came late (see reply_timeout_arm), for an earlier call of this slot:
+     * either way for a call that is over, since the slot is ours until
+     * the release below. Cancelled, its record goes back now rather than
+     * at the deadline, which may be hours away; if it is what completed
+     * the call, or names a record reused since, the cancel fails and does
+     * nothing (the handle's generation). relaxed: the handle is checked by
+     * that generation, not by anything this load could order. The load
+     * first: most calls never arm a timer (scheduler.c, deferral). */
+    if (atomic_load_explicit(&s->timer, memory_order_relaxed) != 0) {
+        gs_timer h = atomic_exchange_explicit(&s->timer, 0, memory_order_relaxed);
+        if (h != 0)
+            (void)timers_cancel_lazy(rt, h);
+    }
     slot_release(rt, s, t.slot);
     return status;
 }
@@ -282,6 +296,20 @@ bool reply_ticket_waiting(gs_runtime *rt, ticket t)
 void reply_timed_out(gs_runtime *rt, uint64_t slot, uint64_t seq)
 {
     (void)reply_slot_complete(rt, (ticket){(uint32_t)slot, seq}, GS_ETIMEDOUT, NULL, 0);
+}
+
+int reply_timeout_arm(gs_runtime *rt, ticket t, uint64_t deadline_ns)
+{
+    gs_timer h;
+    int rc = timers_arm_fn(rt, deadline_ns, reply_timed_out, t.slot, t.seq, &h);
+    /* Noted even if the call ended meanwhile and the slot went on to a
+     * later call: whoever collects next cancels it (reply_slot_collect),
+     * which is right for a timer of a call that is over. A note that
+     * overwrites another leaves that timer to its deadline, as before
+     * notes. relaxed: see reply_slot_collect. */
+    if (rc == GS_OK)
+        atomic_store_explicit(&slot_at(rt, t.slot)->timer, h, memory_order_relaxed);
+    return rc;
 }
 
 gs_from reply_from_ticket(gs_runtime *rt, ticket t)

@@ -512,8 +512,7 @@ static int arm_one(gs_runtime *rt, const struct deferred_timeout *d, uint64_t no
         return ARM_DONE; /* answered already: no timer needed */
     if (d->deadline <= now)
         return ARM_EXPIRED;
-    return timers_arm_fn(rt, d->deadline, reply_timed_out, d->t.slot, d->t.seq, NULL) == GS_OK ? ARM_DONE
-                                                                                                : ARM_KEEP;
+    return reply_timeout_arm(rt, d->t, d->deadline) == GS_OK ? ARM_DONE : ARM_KEEP;
 }
 
 /* Promotes v's list (see above); `all`: arms every waiting call, young or

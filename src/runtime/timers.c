@@ -353,9 +353,15 @@ static bool user_armed(uint8_t kind, uint8_t msg_kind)
     return kind == TK_NAMED || (kind == TK_SEND && msg_kind != MSG_IDLE);
 }
 
-/* gs_cancel_timer, and timers_cancel for the runtime's own timers
- * (`user` false: any kind). */
-static int cancel_timer(gs_runtime *rt, gs_timer t, bool user)
+/* Who cancels: the user (gs_cancel_timer: only timers the user armed),
+ * the runtime (any kind), or the runtime without hurry (a call timeout
+ * whose call ended otherwise, reply_slot_collect): a record the timer
+ * thread holds is then freed when the thread next wakes, which it does by
+ * the timer's own deadline at the latest, or after BACKLOG_WAKE such
+ * requests, instead of being woken for each. */
+enum cancel_by { CANCEL_USER, CANCEL_RUNTIME, CANCEL_RUNTIME_LAZY };
+
+static int cancel_timer(gs_runtime *rt, gs_timer t, enum cancel_by by)
 {
     if (rt == NULL)
         return GS_EINVAL;
@@ -372,10 +378,11 @@ static int cancel_timer(gs_runtime *rt, gs_timer t, bool user)
     gs_pid target = atomic_load_explicit(&r->target, memory_order_relaxed);
     uint8_t kind = atomic_load_explicit(&r->kind, memory_order_relaxed);
     uint8_t msg_kind = atomic_load_explicit(&r->msg_kind, memory_order_relaxed);
+    uint64_t deadline = atomic_load_explicit(&r->deadline_ns, memory_order_relaxed);
     for (;;) {
         if (!pending_as(w, gen))
             return GS_ENOENT; /* fired, cancelled, or another timer's record now */
-        if (user && !user_armed(kind, msg_kind))
+        if (by == CANCEL_USER && !user_armed(kind, msg_kind))
             return GS_ENOENT; /* the runtime's own: no user handle names it */
         /* acq_rel against the timer thread's CAS (PENDING -> DRAINED,
          * PENDING -> DONE): one winner. On failure w is reloaded: the
@@ -388,21 +395,27 @@ static int cancel_timer(gs_runtime *rt, gs_timer t, bool user)
      * (the record stays ours to push: the thread frees a DRAINED and
      * CANCELLED record only when this request arrives). A sleeping thread
      * is woken: a far timer would otherwise hold its memory until the
-     * thread next wakes, perhaps for hours. */
+     * thread next wakes, perhaps for hours. Unless the runtime is in no
+     * hurry: the thread then wakes by the timer's deadline anyway. */
     if (w & ST_DRAINED)
-        submit(rt->timers, r, 0);
+        submit(rt->timers, r, by == CANCEL_RUNTIME_LAZY ? deadline : 0);
     /* A dead target's timer is reported gone, as promised. */
     return timer_target_lives(rt, kind, target) ? GS_OK : GS_ENOENT;
 }
 
 int gs_cancel_timer(gs_runtime *rt, gs_timer t)
 {
-    return cancel_timer(rt, t, true);
+    return cancel_timer(rt, t, CANCEL_USER);
 }
 
 int timers_cancel(gs_runtime *rt, gs_timer t)
 {
-    return cancel_timer(rt, t, false);
+    return cancel_timer(rt, t, CANCEL_RUNTIME);
+}
+
+int timers_cancel_lazy(gs_runtime *rt, gs_timer t)
+{
+    return cancel_timer(rt, t, CANCEL_RUNTIME_LAZY);
 }
 
 int gs_read_timer(gs_runtime *rt, gs_timer t, int *ms_left)

@@ -550,3 +550,99 @@ Test(suspend, many_suspended_calls_time_out_together, .timeout = 60)
     }
     rt_free(rt);
 }
+
+/* ---- a slow call's timeout timer goes when the call ends -------------- */
+
+/* The keeper keeps every call unanswered until told (RELEASE). */
+#define KEPT_CALLS 200
+typedef struct keeper_state {
+    gs_from from[KEPT_CALLS];
+    int n;
+} keeper_state;
+
+static atomic_int kept_now;
+
+static int keeper_call(gs_ctx *ctx, void *state, const gs_msg *m, gs_from from)
+{
+    keeper_state *s = state;
+    if (s->n == KEPT_CALLS)
+        return gs_reply(gs_ctx_runtime(ctx), from, NULL, 0);
+    s->from[s->n++] = from;
+    atomic_store(&kept_now, s->n);
+    return GS_NOREPLY;
+}
+
+static int keeper_cast(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    keeper_state *s = state;
+    if (m->tag == RELEASE) {
+        while (s->n > 0)
+            gs_reply(gs_ctx_runtime(ctx), s->from[--s->n], NULL, 0);
+        atomic_store(&kept_now, 0);
+    }
+    return GS_OK;
+}
+
+static const gs_server_ops keeper_ops = {
+    .name = "keeper", .state_size = sizeof(keeper_state), .handle_call = keeper_call, .handle_cast = keeper_cast};
+
+static _Atomic gs_pid keeper;
+static atomic_int slow_calls_ok, slow_calls_bad;
+
+/* One call with an hour's timeout, answered when the keeper is released. */
+static int slow_caller_cast(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    int rc = gs_call(gs_ctx_runtime(ctx), atomic_load(&keeper), PING, NULL, 0, NULL, 0, NULL, 3600 * 1000);
+    atomic_fetch_add(rc == GS_OK ? &slow_calls_ok : &slow_calls_bad, 1);
+    return GS_OK;
+}
+
+static const gs_server_ops slow_caller_ops = {.name = "slow_caller", .handle_cast = slow_caller_cast};
+
+static int ignore_info(gs_ctx *ctx, void *state, const gs_msg *m) { return GS_OK; }
+static const gs_server_ops wake_sink_ops = {.name = "wake_sink", .handle_info = ignore_info};
+
+/* The timer records the timer thread holds, once it has looked at its
+ * inbox: a timer of 1 ms to the sink wakes it (timers far ahead, and
+ * lazy cancels, do not), and is gone itself once it fires. */
+static uint64_t timers_held_after_a_wake(gs_runtime *rt, gs_pid sink)
+{
+    cr_assert_eq(gs_send_after(rt, sink, 1, NULL, 0, 1, NULL), GS_OK);
+    sleep_ms(20);
+    gs_runtime_stats st;
+    cr_assert_eq(gs_runtime_stats_get(rt, &st), GS_OK);
+    return st.timers;
+}
+
+/* An in-server call that waits long enough has its timeout armed on the
+ * wheel (scheduler.c, deferral). Answered long before its deadline, it
+ * must not leave the timer record behind until then: with long timeouts
+ * such records pile up, and count against GS_TIMERS_MAX. */
+Test(suspend, answered_slow_calls_give_their_timeout_records_back, .timeout = 60)
+{
+    gs_runtime *rt = rt_new(2);
+    atomic_store(&kept_now, 0);
+    atomic_store(&keeper, start_ok(rt, &keeper_ops, NULL));
+    gs_pid wake_sink = start_ok(rt, &wake_sink_ops, NULL);
+    for (int i = 0; i < KEPT_CALLS; i++)
+        cr_assert_eq(gs_cast(rt, start_ok(rt, &slow_caller_ops, NULL), GO, NULL, 0), GS_OK);
+    cr_assert(wait_int_eq(&kept_now, KEPT_CALLS, 20000), "the keeper holds %d calls", atomic_load(&kept_now));
+    /* The timeouts reach the wheel once their calls have waited a
+     * millisecond or so (idle workers arm them all). */
+    int64_t until = now_ms() + 10000;
+    uint64_t armed = 0;
+    while ((armed = timers_held_after_a_wake(rt, wake_sink)) < KEPT_CALLS && now_ms() < until)
+        ;
+    cr_assert_geq(armed, KEPT_CALLS, "only %llu call timeouts reached the wheel", (unsigned long long)armed);
+
+    cr_assert_eq(gs_cast(rt, atomic_load(&keeper), RELEASE, NULL, 0), GS_OK);
+    cr_assert(wait_int_eq(&slow_calls_ok, KEPT_CALLS, 20000), "%d calls answered, %d failed",
+              atomic_load(&slow_calls_ok), atomic_load(&slow_calls_bad));
+    uint64_t left = armed;
+    until = now_ms() + 10000;
+    while ((left = timers_held_after_a_wake(rt, wake_sink)) > 0 && now_ms() < until)
+        ;
+    cr_assert_eq(left, 0, "%llu timer records still held after %d answered calls (an hour's timeout each)",
+                 (unsigned long long)left, KEPT_CALLS);
+    rt_free(rt);
+}
