@@ -155,7 +155,7 @@ int gs_runtime_start(gs_runtime **out, const gs_runtime_opts *opts);
 int gs_runtime_stop(gs_runtime *rt);
 
 /* What the runtime has done so far; every field is a running total
- * except the last three. Any thread; figures are read without stopping
+ * except the last five. Any thread; figures are read without stopping
  * the workers, so they are only consistent with each other roughly. */
 typedef struct gs_runtime_stats {
     uint64_t messages;        /* messages handled by servers */
@@ -169,6 +169,8 @@ typedef struct gs_runtime_stats {
     uint64_t workers;
     uint64_t timers;          /* timers the timer thread holds: armed ones it has taken in,
                                  and cancelled ones whose memory it has not freed yet */
+    uint64_t monitors;        /* monitor records in use: active, or fired (or removed)
+                                 and not yet freed, e.g. a DOWN not yet taken */
 } gs_runtime_stats;
 
 /* GS_OK, or GS_EINVAL for a NULL argument. */

@@ -261,6 +261,7 @@ struct gs_runtime {
 
     /* monitors (monitors.c) */
     pool monitors;
+    _Atomic uint64_t monitors_in_use; /* records taken and not yet freed, for gs_runtime_stats */
 
     /* names (registry.c) */
     _Atomic(struct cds_lfht *) names; /* created by the first gs_register */

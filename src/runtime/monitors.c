@@ -43,7 +43,27 @@ static inline uint64_t mon_word(uint64_t gen, unsigned st)
 
 int monitors_init(gs_runtime *rt)
 {
+    atomic_init(&rt->monitors_in_use, 0);
     return pool_init(&rt->monitors, sizeof(mon_rec), offsetof(mon_rec, free_link), MON_CHUNK_SHIFT, MON_MAX);
+}
+
+/* Taking and giving back a record, counted for gs_runtime_stats.monitors.
+ * relaxed: the count is a statistic that orders nothing; each update is
+ * atomic, so the figure is exact once the threads involved are quiet, and
+ * a reader synchronised with them (a reply, a join) sees at least their
+ * updates. */
+static int rec_take(gs_runtime *rt, uint32_t *idx)
+{
+    int rc = pool_alloc(&rt->monitors, idx);
+    if (rc == GS_OK)
+        atomic_fetch_add_explicit(&rt->monitors_in_use, 1, memory_order_relaxed);
+    return rc;
+}
+
+static void rec_give_back(gs_runtime *rt, uint32_t idx)
+{
+    atomic_fetch_sub_explicit(&rt->monitors_in_use, 1, memory_order_relaxed);
+    pool_free(&rt->monitors, idx);
 }
 
 static void rec_free(gs_runtime *rt, mon_rec *r)
@@ -52,7 +72,7 @@ static void rec_free(gs_runtime *rt, mon_rec *r)
     r->down = NULL;
     uint64_t gen = atomic_load_explicit(&r->state, memory_order_relaxed) >> 2;
     atomic_store_explicit(&r->state, mon_word(gen, MON_FREE), memory_order_release);
-    pool_free(&rt->monitors, r->idx);
+    rec_give_back(rt, r->idx);
 }
 
 void monitors_destroy(gs_runtime *rt)
@@ -119,7 +139,7 @@ static void fire(gs_runtime *rt, mon_rec *r, int reason)
         /* msg_send freed m; the watcher is gone, so the record is still
          * ours to free. */
         atomic_store_explicit(&r->state, mon_word(gen, MON_FREE), memory_order_release);
-        pool_free(&rt->monitors, r->idx);
+        rec_give_back(rt, r->idx);
     }
 }
 
@@ -130,7 +150,7 @@ int gs_monitor(gs_runtime *rt, gs_pid watcher, gs_pid target, gs_ref *out)
     if (!alive(rt, watcher))
         return GS_ENOPROC;
     uint32_t idx;
-    int rc = pool_alloc(&rt->monitors, &idx);
+    int rc = rec_take(rt, &idx);
     if (rc != GS_OK)
         return GS_ENOMEM;
     mon_rec *r = pool_at(&rt->monitors, idx);
@@ -144,7 +164,7 @@ int gs_monitor(gs_runtime *rt, gs_pid watcher, gs_pid target, gs_ref *out)
     if (down == NULL || req == NULL) {
         msg_free(down);
         msg_free(req);
-        pool_free(&rt->monitors, idx);
+        rec_give_back(rt, idx);
         return GS_ENOMEM;
     }
     down->sender = GS_NOPID;
@@ -254,7 +274,7 @@ bool monitors_on_down(proc *p, const msg *m)
                                                            memory_order_acq_rel, memory_order_relaxed);
     /* Either way the record is ours to free (FIRED or DEMONITORED after). */
     atomic_store_explicit(&r->state, mon_word(gen, MON_FREE), memory_order_release);
-    pool_free(&proc_rt(p)->monitors, r->idx);
+    rec_give_back(proc_rt(p), r->idx);
     return deliver;
 }
 
@@ -264,7 +284,7 @@ void monitors_drop_down(gs_runtime *rt, const msg *m)
     memcpy(&d, m->data, sizeof d);
     mon_rec *r = pool_at(&rt->monitors, pid_index(d.ref));
     atomic_store_explicit(&r->state, mon_word(pid_gen(d.ref), MON_FREE), memory_order_release);
-    pool_free(&rt->monitors, r->idx);
+    rec_give_back(rt, r->idx);
 }
 
 /* The target's exit: every monitor fires (or is freed if demonitored). */

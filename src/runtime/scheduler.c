@@ -785,5 +785,6 @@ int gs_runtime_stats_get(gs_runtime *rt, gs_runtime_stats *out)
     out->servers = atomic_load_explicit(&rt->live, memory_order_relaxed);
     out->workers = rt->nworkers;
     out->timers = timer_service_held(rt);
+    out->monitors = atomic_load_explicit(&rt->monitors_in_use, memory_order_relaxed);
     return GS_OK;
 }
