@@ -492,8 +492,12 @@ typedef struct gs_exit_signal {
  * when `target` exits. Monitoring a pid that is already dead is not an
  * error: DOWN comes at once with reason GS_ENOPROC. Returns GS_OK,
  * GS_ENOPROC (watcher is not a live server), GS_EINVAL (rt NULL, target
- * GS_NOPID), GS_ENOMEM. The monitor costs memory only until DOWN is
- * handled or gs_demonitor. Any thread. */
+ * GS_NOPID), GS_ENOMEM. The monitor costs memory until DOWN is handled
+ * or gs_demonitor. If the watcher exits first, its monitor is freed at the
+ * latest when the target exits, and before that as the target gains new
+ * monitors: each one the target takes in looks at two of its monitors
+ * and frees those whose watcher is gone, so a target with L such monitors
+ * is rid of them after at most 3L/4 new ones. Any thread. */
 int gs_monitor(gs_runtime *rt, gs_pid watcher, gs_pid target, gs_ref *out);
 
 /* Removes a monitor; a DOWN of it already queued is dropped and never

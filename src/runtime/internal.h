@@ -121,6 +121,7 @@ typedef struct proc_extra {
     uint64_t idle_seq;           /* numbers the armings: stale checks are ignored */
     uint64_t last_activity_ns;   /* when the server last handled a message */
     struct mon_rec *monitors;    /* monitors watching this server */
+    struct mon_rec *mon_cursor;  /* where the sweep of dead watchers' records goes on (monitors.c) */
     fiber *fiber;                /* the suspended callback's stack, until resumed */
     _Atomic uint32_t resume_latch; /* 2 at suspension: the worker leaving and the reply each take 1 */
     bool stop_reason_set;        /* gs_set_exit_reason: GS_STOP exits with stop_reason */

@@ -6,12 +6,34 @@
  *     ACTIVE -> DEMONITORED    gs_demonitor before the target exited
  *     FIRED  -> DEMONITORED    gs_demonitor after; the queued DOWN is dropped
  *     FIRED  -> FREE           the watcher takes the DOWN
+ *     ACTIVE -> FREE           the target reclaims it: the watcher is gone
  * Ownership (who frees the record): while ACTIVE or DEMONITORED-before-
  * firing, the target (it keeps the record in its own list, which only its
  * worker touches; gs_monitor and gs_demonitor reach it by message); once
  * FIRED, the DOWN message. The DOWN message is allocated with the monitor,
  * so an exit never fails to notify for lack of memory. A target that is
  * already gone answers at once with reason GS_ENOPROC.
+ *
+ * Watchers that die first. Nothing tells the target when a watcher
+ * exits, so a long-lived target (a registry) monitored by many
+ * short-lived servers would keep their records, and their DOWN messages,
+ * until it exits itself. Instead the target reclaims them as it goes:
+ * each monitor it takes in (and each gs_demonitor it handles), it looks
+ * at the next SWEEP_STEP records of its list from a cursor that walks the
+ * list round and round, and frees a record whose watcher is no longer
+ * alive (ACTIVE -> FREE, against gs_demonitor's ACTIVE -> DEMONITORED: the
+ * loser leaves the record to the winner). New records go in at the head,
+ * behind the cursor, so one turn looks at most at the L records the list
+ * had when the turn began. With SWEEP_STEP = k and a list of L records,
+ * every one of them is looked at within L/k + L/k^2 further monitors (the
+ * rest of this turn, and the next, which also meets the at most L/k
+ * records added meanwhile): a list whose watchers have all died is
+ * cleared after L/k further monitors if the cursor is at the head, after
+ * L/k + L/k^2 (3L/4 for k = 2) at worst. The work is a constant per
+ * monitor taken in, on the target's own worker, and nothing on the
+ * message path. Rejected: having the watcher's exit tell each target (a
+ * message per monitor, and a per-watcher list that other threads would
+ * have to reach).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +42,9 @@
 #include "internal.h"
 
 enum { MON_FREE = 0, MON_ACTIVE = 1, MON_FIRED = 2, MON_DEMONITORED = 3 };
+/* Records the target looks at per monitor it takes in: more than one, so
+ * that the cursor outruns the inserts and a turn ends. */
+#define SWEEP_STEP 2
 #define MON_CHUNK_SHIFT 10
 #define MON_MAX (1u << 24)
 
@@ -221,6 +246,8 @@ static void list_add(proc_extra *x, mon_rec *r)
 
 static void list_remove(proc_extra *x, mon_rec *r)
 {
+    if (x->mon_cursor == r)
+        x->mon_cursor = r->next; /* NULL: the next look starts at the head */
     if (r->prev != NULL)
         r->prev->next = r->next;
     else
@@ -228,6 +255,51 @@ static void list_remove(proc_extra *x, mon_rec *r)
     if (r->next != NULL)
         r->next->prev = r->prev;
     r->in_list = false;
+}
+
+/* Frees r if its watcher is gone and nobody has removed it meanwhile.
+ * r is ACTIVE or DEMONITORED (FIRED records leave the list first). */
+static bool reclaim(gs_runtime *rt, proc_extra *x, mon_rec *r)
+{
+    /* alive() compares the generation in the pid, so a new server in the
+     * watcher's old slot does not pass for it. A stale read cannot make a
+     * live watcher look dead: gs_monitor saw the watcher's ctl word open
+     * before it sent us the record, that read happens before ours (the
+     * message), so ours returns that value or a later one, and a slot
+     * opens once per generation. */
+    if (alive(rt, r->watcher))
+        return false;
+    /* relaxed: only the expected value for the CAS; a stale one fails it. */
+    uint64_t w = atomic_load_explicit(&r->state, memory_order_relaxed);
+    if ((w & 3) != MON_ACTIVE)
+        return false; /* demonitored: its MSG_DEMONITOR is coming, and frees it */
+    /* relaxed, both ways: the CAS only decides who frees the record, and
+     * its atomicity alone does that. Against gs_demonitor's ACTIVE ->
+     * DEMONITORED exactly one wins; if we lose, monitors_on_demonitor frees
+     * the record when the message the winner sends arrives. If we win,
+     * gs_demonitor's CAS fails (or its rec_of sees FREE, or a later
+     * generation) and it touches nothing else. What we read below (down,
+     * idx) came with MSG_MONITOR; the record's reuse is ordered after our
+     * writes by pool_free's release and pool_alloc's acquire. The
+     * generation stays, as in rec_free: gs_monitor bumps it on reuse. */
+    if (!atomic_compare_exchange_strong_explicit(&r->state, &w, mon_word(w >> 2, MON_FREE),
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return false;
+    list_remove(x, r);
+    msg_free(r->down);
+    r->down = NULL;
+    rec_give_back(rt, r->idx);
+    return true;
+}
+
+/* Looks at the next SWEEP_STEP records from the cursor (see the top). */
+static void sweep(gs_runtime *rt, proc_extra *x)
+{
+    for (int i = 0; i < SWEEP_STEP && x->monitors != NULL; i++) {
+        mon_rec *r = x->mon_cursor != NULL ? x->mon_cursor : x->monitors;
+        x->mon_cursor = r->next; /* before reclaim may unlink r */
+        (void)reclaim(rt, x, r);
+    }
 }
 
 void monitors_on_monitor(proc *p, const msg *m)
@@ -248,6 +320,7 @@ void monitors_on_monitor(proc *p, const msg *m)
         return;
     }
     list_add(x, r);
+    sweep(proc_rt(p), x);
 }
 
 void monitors_on_demonitor(proc *p, const msg *m)
@@ -260,6 +333,7 @@ void monitors_on_demonitor(proc *p, const msg *m)
         return;
     list_remove(p->extra, r);
     rec_free(proc_rt(p), r);
+    sweep(proc_rt(p), p->extra);
 }
 
 /* Watcher side: takes the record of a DOWN. True if it must be delivered. */
@@ -295,6 +369,7 @@ void monitors_fire_all(proc *p, int reason)
         return;
     mon_rec *r = x->monitors;
     x->monitors = NULL;
+    x->mon_cursor = NULL;
     while (r != NULL) {
         mon_rec *next = r->next;
         r->in_list = false;
