@@ -8,6 +8,8 @@
 
 #include "probe.h"
 
+#include <sched.h>
+
 /* ------------------------------------------------------------------ */
 /* DOWN payloads                                                       */
 /* ------------------------------------------------------------------ */
@@ -583,3 +585,203 @@ Test(monitors, churn_create_demonitor_fire_no_leak, .timeout = 120)
     cr_assert_eq(ev_count(w, GS_TAG_DOWN), expect);
     rt_free(rt);
 }
+
+/* ------------------------------------------------------------------ */
+/* Watchers that die first                                              */
+/* ------------------------------------------------------------------ */
+
+/* Monitor records in use (gs_runtime_stats.monitors). */
+static uint64_t monitors_in_use(gs_runtime *rt)
+{
+    gs_runtime_stats st;
+    cr_assert_eq(gs_runtime_stats_get(rt, &st), GS_OK);
+    return st.monitors;
+}
+
+/* Polls until the runtime holds exactly `want` monitor records. */
+static bool wait_monitors(gs_runtime *rt, uint64_t want, int timeout_ms)
+{
+    int64_t end = now_ms() + timeout_ms;
+    while (monitors_in_use(rt) != want) {
+        if (now_ms() >= end)
+            return false;
+        sleep_ms(1);
+    }
+    return true;
+}
+
+#define NDEAD 2000 /* short-lived watchers */
+#define NLIVE 1500 /* monitors of a watcher that lives on */
+
+/* A long-lived target (a registry, say) is monitored by many servers that
+ * live briefly. Their records must not pile up in the target until it
+ * exits: the target reclaims them as it gains monitors. The monitors of a
+ * watcher that lives on are never reclaimed: each gets its DOWN. */
+Test(monitors, dead_watchers_records_are_reclaimed_as_the_target_gains_monitors, .timeout = 120)
+{
+    probe_reset();
+    gs_runtime *rt = rt_new(2);
+    gs_pid t = start_ok(rt, &probe_ops, NULL);
+    gs_pid live = start_ok(rt, &probe_ops, NULL);
+    static gs_ref live_refs[NLIVE];
+    int nlive = 0;
+    cr_assert_eq(monitors_in_use(rt), 0);
+    /* 1. NDEAD watchers each monitor the target and stop; every 8th turn
+     * the live watcher monitors too, so that live records sit between
+     * dead ones in the target's list. */
+    for (int i = 0; i < NDEAD; i++) {
+        gs_pid w = start_ok(rt, &probe_ops, NULL);
+        monitor_ok(rt, w, t);
+        stop_ok(rt, w);
+        if (i % 8 == 0)
+            live_refs[nlive++] = monitor_ok(rt, live, t);
+    }
+    ping_ok(rt, t); /* the target has taken in every monitor */
+    uint64_t after_dead = monitors_in_use(rt);
+    cr_assert_geq(after_dead, (uint64_t)nlive, "%" PRIu64 " records, fewer than the %d live monitors",
+                  after_dead, nlive);
+    /* The target looks at 2 records per monitor it takes in, from a cursor
+     * going round its list; what dead records remain were added during
+     * the cursor's last turn or two, a turn over L records taking at most
+     * L/2 monitors. The live records lengthen the turns: about 4 dead per
+     * 5 live may remain here (200). A quarter of NDEAD is a generous
+     * bound, and far below the NDEAD + nlive of a target that keeps dead
+     * watchers' records until it exits. */
+    cr_assert_leq(after_dead, (uint64_t)(nlive + NDEAD / 4),
+                  "%" PRIu64 " monitor records after %d watchers monitored and died (%d live monitors)",
+                  after_dead, NDEAD, nlive);
+    /* 2. The live watcher adds the rest of its monitors: every record of
+     * the list of L = after_dead is looked at within 3L/4 new monitors, so
+     * every dead one goes, and no live one may. */
+    cr_assert_leq(after_dead * 3 / 4, (uint64_t)(NLIVE - nlive));
+    while (nlive < NLIVE)
+        live_refs[nlive++] = monitor_ok(rt, live, t);
+    ping_ok(rt, t);
+    uint64_t after_live = monitors_in_use(rt);
+    cr_assert_eq(after_live, (uint64_t)NLIVE, "%" PRIu64 " monitor records for %d live monitors", after_live,
+                 NLIVE);
+    /* 3. The target exits: every live monitor fires once, exactly. */
+    stop_ok(rt, t);
+    cr_assert(wait_ev(live, GS_TAG_DOWN, NLIVE, 30000), "only %d of %d DOWNs", ev_count(live, GS_TAG_DOWN),
+              NLIVE);
+    ping_ok(rt, live);
+    cr_assert_eq(ev_count(live, GS_TAG_DOWN), NLIVE);
+    for (int i = 0; i < NLIVE; i++)
+        cr_assert_eq(down_count(live_refs[i]), 1, "live monitor %d: %d DOWNs", i, down_count(live_refs[i]));
+    ev e;
+    cr_assert(ev_find(live, GS_TAG_DOWN, &e));
+    cr_assert_eq(e.down.pid, t);
+    cr_assert_eq(e.down.reason, GS_NORMAL);
+    /* Every DOWN taken: nothing is left. */
+    cr_assert(wait_monitors(rt, 0, 10000), "%" PRIu64 " monitor records left", monitors_in_use(rt));
+    rt_free(rt);
+}
+
+/* gs_demonitor from outside threads while the target reclaims the
+ * records of dead watchers: each call says GS_OK or GS_ENOENT, the record
+ * is freed once either way (ASan: no double free; the count: no record
+ * kept), and the live watcher's monitors still fire. */
+#define NRACE 1000
+#define NDEMON_THREADS 2
+
+typedef struct demon_job {
+    gs_runtime *rt;
+    const gs_ref *refs;
+    int from, to;
+    atomic_int *bad; /* calls that returned neither GS_OK nor GS_ENOENT */
+    atomic_int *ok;
+} demon_job;
+
+static atomic_int g_go;
+
+static void *demonitor_thread(void *p)
+{
+    demon_job *j = p;
+    while (atomic_load(&g_go) == 0)
+        sched_yield();
+    for (int i = j->from; i < j->to; i++) {
+        int rc = gs_demonitor(j->rt, j->refs[i]);
+        if (rc == GS_OK)
+            atomic_fetch_add(j->ok, 1);
+        else if (rc != GS_ENOENT)
+            atomic_fetch_add(j->bad, 1);
+    }
+    return NULL;
+}
+
+typedef struct more_job {
+    gs_runtime *rt;
+    gs_pid watcher, target;
+    int n;
+    atomic_int *fails;
+} more_job;
+
+static void *monitor_more_thread(void *p)
+{
+    more_job *j = p;
+    while (atomic_load(&g_go) == 0)
+        sched_yield();
+    for (int i = 0; i < j->n; i++) {
+        gs_ref r = 0;
+        if (gs_monitor(j->rt, j->watcher, j->target, &r) != GS_OK || r == 0)
+            atomic_fetch_add(j->fails, 1);
+    }
+    return NULL;
+}
+
+static void demonitor_races_reclaim(unsigned workers)
+{
+    probe_reset();
+    atomic_store(&g_go, 0);
+    gs_runtime *rt = rt_new(workers);
+    gs_pid t = start_ok(rt, &probe_ops, NULL);
+    gs_pid live = start_ok(rt, &probe_ops, NULL);
+    static gs_ref refs[NRACE];
+    /* The target holds its mailbox while NRACE watchers monitor it and
+     * die: when it resumes, every record it takes in is reclaimable. */
+    block_server(rt, t);
+    for (int i = 0; i < NRACE; i++) {
+        gs_pid w = start_ok(rt, &probe_ops, NULL);
+        refs[i] = monitor_ok(rt, w, t);
+        stop_ok(rt, w);
+    }
+    atomic_int bad = 0, ok = 0, fails = 0;
+    pthread_t th[NDEMON_THREADS + 1];
+    demon_job dj[NDEMON_THREADS];
+    for (int k = 0; k < NDEMON_THREADS; k++) {
+        /* Overlapping halves of the first three quarters: some refs are
+         * demonitored twice at once; the last quarter only the target's
+         * reclaiming can free. */
+        dj[k] = (demon_job){rt, refs, k * NRACE / 4, k * NRACE / 4 + NRACE / 2, &bad, &ok};
+        cr_assert_eq(pthread_create(&th[k], NULL, demonitor_thread, &dj[k]), 0);
+    }
+    more_job mj = {rt, live, t, NRACE, &fails};
+    cr_assert_eq(pthread_create(&th[NDEMON_THREADS], NULL, monitor_more_thread, &mj), 0);
+    atomic_store(&g_go, 1);
+    gate_open();
+    for (int k = 0; k <= NDEMON_THREADS; k++)
+        pthread_join(th[k], NULL);
+    cr_assert_eq(atomic_load(&bad), 0, "%d gs_demonitor calls said neither GS_OK nor GS_ENOENT",
+                 atomic_load(&bad));
+    cr_assert_eq(atomic_load(&fails), 0, "%d gs_monitor calls failed", atomic_load(&fails));
+    cr_assert_leq(atomic_load(&ok), NRACE, "a monitor was removed twice");
+    /* Once the target has taken in every monitor (the ping queues behind
+     * them), no gs_demonitor of the dead watchers' finds anything: each
+     * was demonitored or reclaimed. */
+    ping_ok(rt, t);
+    for (int i = 0; i < NRACE; i++)
+        cr_assert_eq(gs_demonitor(rt, refs[i]), GS_ENOENT, "ref %d still demonitorable", i);
+    /* What is left is the live watcher's records. */
+    cr_assert(wait_monitors(rt, NRACE, 10000), "%" PRIu64 " monitor records, want the %d live ones",
+              monitors_in_use(rt), NRACE);
+    stop_ok(rt, t);
+    cr_assert(wait_ev(live, GS_TAG_DOWN, NRACE, 30000), "only %d of %d DOWNs", ev_count(live, GS_TAG_DOWN),
+              NRACE);
+    cr_assert(wait_monitors(rt, 0, 10000), "%" PRIu64 " monitor records left", monitors_in_use(rt));
+    ping_ok(rt, live);
+    cr_assert_eq(ev_count(GS_NOPID, GS_TAG_DOWN), NRACE, "a DOWN for a dead watcher's monitor");
+    rt_free(rt);
+}
+
+Test(monitors, demonitor_races_reclaim_of_dead_watchers_2_workers, .timeout = 120) { demonitor_races_reclaim(2); }
+Test(monitors, demonitor_races_reclaim_of_dead_watchers_4_workers, .timeout = 120) { demonitor_races_reclaim(4); }
