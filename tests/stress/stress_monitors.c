@@ -17,6 +17,17 @@
  *     death) or the target's exit reason (what terminate saw, or
  *     GS_KILLED when terminate did not run);
  *   - every target's terminate ran at most once.
+ * Meanwhile NRECLAIMERS threads work on NHUBS targets that live until the
+ * end (hubs): each round starts a short-lived server, has it monitor a
+ * hub, and ends it (stop, kill, or a crash it is told to have) while the
+ * hubs take in monitors from the other threads, so the hubs reclaim dead
+ * watchers' records (monitors.c) while gs_demonitor of those monitors
+ * runs from the reclaimer threads: before the watcher's end it must say
+ * GS_OK (a live watcher's monitor is never reclaimed), after it GS_OK or
+ * GS_ENOENT, and a second call GS_ENOENT. The reclaimers also monitor the
+ * hubs from the long-lived watchers, which the accounting above covers.
+ * At the very end no monitor record may be left in use
+ * (gs_runtime_stats.monitors).
  * The registry is left out (liburcu is invisible to TSan; names are in
  * the Criterion tests). `stress_monitors --no-kill` leaves out gs_kill.
  */
@@ -33,8 +44,11 @@ enum {
     NWATCHERS = 6,
     NDRIVERS = 4,
     ROUNDS = 5000,          /* per driver */
-    MAXT = NDRIVERS * ROUNDS, /* targets */
-    MAXMON = MAXT * 6,      /* monitors, all drivers */
+    NHUBS = 2,
+    NRECLAIMERS = 2,
+    RROUNDS = 2500,         /* per reclaimer */
+    MAXT = NDRIVERS * ROUNDS + NHUBS, /* targets */
+    MAXMON = MAXT * 6 + NRECLAIMERS * RROUNDS, /* monitors, all drivers and reclaimers */
     DOWN_CAP = MAXMON,      /* per watcher (generous) */
     TIMEOUT_MS = 20000,
 };
@@ -168,6 +182,30 @@ static const gs_server_ops watcher_ops = {
     .handle_info = w_info,
 };
 
+/* ---- short-lived watchers (reclaimers) ------------------------------------- */
+
+static int e_cast(gs_ctx *ctx, void *state, const gs_msg *msg)
+{
+    (void)ctx;
+    (void)state;
+    return msg->tag == T_CRASH ? CRASH_CODE : GS_OK;
+}
+
+static int e_info(gs_ctx *ctx, void *state, const gs_msg *msg)
+{
+    (void)ctx;
+    (void)state;
+    /* A hub's DOWN can only come at the end, to one still crashing. */
+    CHECKF(msg->tag == GS_TAG_DOWN, "short-lived watcher got info tag %x", (unsigned)msg->tag);
+    return GS_OK;
+}
+
+static const gs_server_ops ephemeral_ops = {
+    .name = "stress-ephemeral",
+    .handle_cast = e_cast,
+    .handle_info = e_info,
+};
+
 /* ---- monitors ----------------------------------------------------------- */
 
 typedef struct mon_rec {
@@ -185,6 +223,95 @@ static atomic_int g_nmon;
 static gs_runtime *g_rt;
 static bool g_no_kill;
 static atomic_long g_stats[8]; /* stops, kills, crashes, stop-returns, links, unlinks, demon ok, demon enoent */
+static int g_hub[NHUBS];       /* target indexes of the hubs */
+static atomic_long g_rstats[3]; /* short-lived watchers' monitors demonitored after their end: ok, enoent;
+                                   hub monitors from the long-lived watchers */
+
+/* gs_demonitor of a monitor whose watcher has ended (or is ending). */
+static void demonitor_dead(gs_ref ref)
+{
+    int rc = gs_demonitor(g_rt, ref);
+    CHECK_RC2(rc, GS_OK, GS_ENOENT);
+    atomic_fetch_add(&g_rstats[rc == GS_OK ? 0 : 1], 1);
+    CHECK_RC(gs_demonitor(g_rt, ref), GS_ENOENT);
+}
+
+enum { PENDING = 64 };
+
+/* Short-lived servers monitor the hubs and end; see the top. */
+static void *reclaimer(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    uint64_t rng = stress_seed((uint64_t)id + 200);
+    /* Monitors of ended watchers, demonitored some rounds later, when the
+     * hub may be reclaiming them. */
+    gs_ref pending[PENDING];
+    int npending = 0;
+    for (int round = 0; round < RROUNDS; round++) {
+        int hub = g_hub[stress_rand(&rng) % NHUBS];
+        gs_pid e;
+        CHECK_RC(gs_start(g_rt, &ephemeral_ops, NULL, &e), GS_OK);
+        gs_ref ref = 0;
+        CHECK_RC(gs_monitor(g_rt, e, g_tpid[hub], &ref), GS_OK);
+        unsigned what = (unsigned)(stress_rand(&rng) % 8);
+        if (what == 0) {
+            /* Demonitored while its watcher lives: never reclaimed first. */
+            CHECK_RC(gs_demonitor(g_rt, ref), GS_OK);
+            CHECK_RC(gs_demonitor(g_rt, ref), GS_ENOENT);
+        }
+        switch (stress_rand(&rng) % 3) {
+        case 0:
+            CHECK_RC(gs_stop(g_rt, e, GS_NORMAL, TIMEOUT_MS), GS_OK);
+            break;
+        case 1:
+            if (!g_no_kill) {
+                CHECK_RC(gs_kill(g_rt, e), GS_OK);
+                break;
+            }
+            /* fall through */
+        default:
+            CHECK_RC(gs_cast(g_rt, e, T_CRASH, NULL, 0), GS_OK); /* ends a little later */
+            break;
+        }
+        if (what == 1) {
+            /* Right after its end (or during). */
+            demonitor_dead(ref);
+        } else if (what == 2 || what == 3) {
+            /* Later: the hub may have reclaimed it, or be doing so now. */
+            if (npending == PENDING) {
+                int k = (int)(stress_rand(&rng) % PENDING);
+                demonitor_dead(pending[k]);
+                pending[k] = pending[--npending];
+            }
+            pending[npending++] = ref;
+        }
+        if (npending > 0 && stress_rand(&rng) % 4 == 0) {
+            int k = (int)(stress_rand(&rng) % (uint64_t)npending);
+            demonitor_dead(pending[k]);
+            pending[k] = pending[--npending];
+        }
+        /* Now and then a long-lived watcher monitors a hub (one DOWN due
+         * at the end unless demonitored); these keep the hubs taking in
+         * monitors, and so reclaiming, while short-lived ones die. */
+        if (stress_rand(&rng) % 4 == 0) {
+            int m = atomic_fetch_add(&g_nmon, 1);
+            CHECK(m < MAXMON);
+            int w = (int)(stress_rand(&rng) % NWATCHERS);
+            gs_ref lref = 0;
+            CHECK_RC(gs_monitor(g_rt, g_watcher[w], g_tpid[hub], &lref), GS_OK);
+            g_mon[m] = (mon_rec){.ref = lref, .target = hub, .watcher = w, .demon_rc = NOT_RUN};
+            atomic_fetch_add(&g_rstats[2], 1);
+            if (stress_rand(&rng) % 4 == 0) {
+                int rc = gs_demonitor(g_rt, lref);
+                CHECK_RC(rc, GS_OK); /* its watcher lives: still there */
+                g_mon[m].demon_rc = rc;
+            }
+        }
+    }
+    while (npending > 0)
+        demonitor_dead(pending[--npending]);
+    return NULL;
+}
 
 static void *driver(void *arg)
 {
@@ -317,11 +444,19 @@ int main(int argc, char **argv)
         widx[i] = i;
         CHECK_RC(gs_start(g_rt, &watcher_ops, &widx[i], &g_watcher[i]), GS_OK);
     }
+    for (int h = 0; h < NHUBS; h++) {
+        int t = atomic_fetch_add(&g_ntargets, 1);
+        atomic_store(&g_term_reason[t], NOT_RUN);
+        CHECK_RC(gs_start(g_rt, &target_ops, &t, &g_tpid[t]), GS_OK);
+        g_hub[h] = t;
+    }
     double t0 = stress_now_s();
-    pthread_t th[NDRIVERS];
+    pthread_t th[NDRIVERS + NRECLAIMERS];
     for (int i = 0; i < NDRIVERS; i++)
         CHECK(pthread_create(&th[i], NULL, driver, (void *)(intptr_t)i) == 0);
-    for (int i = 0; i < NDRIVERS; i++)
+    for (int i = 0; i < NRECLAIMERS; i++)
+        CHECK(pthread_create(&th[NDRIVERS + i], NULL, reclaimer, (void *)(intptr_t)i) == 0);
+    for (int i = 0; i < NDRIVERS + NRECLAIMERS; i++)
         CHECK(pthread_join(th[i], NULL) == 0);
 
     /* Stop every target still alive; then every monitor not removed by a
@@ -340,6 +475,16 @@ int main(int argc, char **argv)
         stress_sleep_us(2000);
     stress_sleep_us(100000); /* and no more */
     long got = atomic_load(&g_total_downs);
+    /* Every record freed: taken DOWNs, demonitors, exits and reclaiming. */
+    gs_runtime_stats st;
+    deadline = stress_now_s() + 10;
+    for (;;) {
+        CHECK_RC(gs_runtime_stats_get(g_rt, &st), GS_OK);
+        if (st.monitors == 0 || stress_now_s() >= deadline)
+            break;
+        stress_sleep_us(2000);
+    }
+    CHECKF(st.monitors == 0, "%llu monitor records still in use", (unsigned long long)st.monitors);
     CHECK_RC(gs_runtime_stop(g_rt), GS_OK);
     double t1 = stress_now_s();
 
@@ -411,11 +556,13 @@ int main(int argc, char **argv)
 
     printf("stress_monitors%s: %d targets, %d monitors, %ld DOWNs (expected %ld, counted %ld); "
            "stops %ld, kills %ld, crashes %ld, stop-returns %ld, links %ld, unlinks %ld, "
-           "demonitor ok %ld / enoent %ld; lost %ld, both %ld, wrong reason %ld; %.2f s\n",
+           "demonitor ok %ld / enoent %ld; hub monitors %ld, short-lived watchers' demonitored after "
+           "their end ok %ld / enoent %ld; lost %ld, both %ld, wrong reason %ld; %.2f s\n",
            g_no_kill ? " (no kill)" : "", nt, nmon, ndown, expect, got, atomic_load(&g_stats[0]),
            atomic_load(&g_stats[1]), atomic_load(&g_stats[2]), atomic_load(&g_stats[3]),
            atomic_load(&g_stats[4]), atomic_load(&g_stats[5]), atomic_load(&g_stats[6]),
-           atomic_load(&g_stats[7]), lost, both, wrong, t1 - t0);
+           atomic_load(&g_stats[7]), atomic_load(&g_rstats[2]), atomic_load(&g_rstats[0]),
+           atomic_load(&g_rstats[1]), lost, both, wrong, t1 - t0);
     CHECKF(lost == 0, "%ld monitors never delivered their DOWN", lost);
     CHECKF(both == 0, "%ld demonitored monitors delivered a DOWN", both);
     CHECKF(wrong == 0, "%ld DOWNs with a wrong reason", wrong);
