@@ -178,7 +178,7 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
     if (owner != NULL)
         atomic_store_explicit(&owner->extra->resume_latch, 2, memory_order_relaxed);
     ticket t;
-    int rc = reply_slot_take(rt, buf, cap, deadline, owner, NULL, &t);
+    int rc = reply_slot_take(rt, buf, cap, deadline, owner, NULL, false, &t);
     if (rc != GS_OK) {
         msg_free(m);
         return rc;
@@ -296,8 +296,24 @@ int gs_kill(gs_runtime *rt, gs_pid pid)
         return rc;
     }
     /* The flag stops the server before its next callback, whatever is
-     * queued; the message wakes it if it is idle. */
-    atomic_fetch_or_explicit(&p->ctl, CTL_KILLED, memory_order_release);
+     * queued; the message wakes it if it is idle. Set only while the slot
+     * is still open, in one RMW with that check: the exit's close (an RMW
+     * clearing OPEN, then a look at KILLED, proc_dispose) comes wholly
+     * before it, and we report GS_ENOPROC, or wholly after, and sees the
+     * flag: a kill reported made always skips terminate and reports
+     * GS_KILLED. A separate check and set let an exit already closing run
+     * terminate with its own reason after we had said GS_OK.
+     * release on success, as the flag publishes nothing else; relaxed on
+     * failure: the value is only looked at again. */
+    uint64_t cur = atomic_load_explicit(&p->ctl, memory_order_relaxed);
+    do {
+        if ((cur & CTL_OPEN) == 0) {
+            proc_release(p);
+            msg_free(m);
+            return GS_ENOPROC; /* exiting already, with its own reason */
+        }
+    } while (!atomic_compare_exchange_weak_explicit(&p->ctl, &cur, cur | CTL_KILLED, memory_order_release,
+                                                    memory_order_relaxed));
     return deliver(rt, p, w, m);
 }
 
