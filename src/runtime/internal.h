@@ -175,6 +175,11 @@ typedef struct reply_slot {
     uint64_t deadline_ns; /* the completer turns a late reply into GS_ETIMEDOUT */
     struct proc *waiter;  /* a suspended server to resume, or NULL (a thread on the futex) */
     struct async_req *async; /* a gs_send_request (request.c), or NULL */
+    /* async is an outside thread's request, which only its waiter frees
+     * (gs_wait_request); a server's is freed by its completer at any
+     * time, so gs_wait_request must not look into it. Written before the
+     * slot is published (see reply_slot_take), read by gs_wait_request. */
+    _Atomic bool thread_request;
     /* Written by the completer before DONE, read by the waiter after. */
     size_t len;
     uint64_t seq; /* the waiter's own counter */
@@ -369,7 +374,7 @@ void proc_table_destroy(gs_runtime *rt);
 
 /* reply.c */
 int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns, proc *waiter,
-                    struct async_req *async, ticket *out);
+                    struct async_req *async, bool thread_request, ticket *out);
 reply_slot *reply_slot_of(gs_runtime *rt, uint32_t idx);
 void reply_slot_release(gs_runtime *rt, reply_slot *s, uint32_t idx);
 void reply_slot_sleep(reply_slot *s, uint64_t seen, uint64_t deadline_ns);

@@ -89,7 +89,7 @@ void reply_table_destroy(gs_runtime *rt)
 }
 
 int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns, proc *waiter,
-                    struct async_req *async, ticket *out)
+                    struct async_req *async, bool thread_request, ticket *out)
 {
     uint32_t idx;
     worker *w = worker_of(rt);
@@ -103,6 +103,13 @@ int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns,
     s->deadline_ns = deadline_ns;
     s->waiter = waiter;
     s->async = async;
+    /* release fence: the slot's previous use ended (its last state store,
+     * which the pool handed on to us) before the flag below changes, so
+     * that gs_wait_request, which reads the state, the flag, then the state
+     * again after an acquire fence, sees the state move on if it read this
+     * use's flag for an earlier use's ticket. A compiler barrier on x86. */
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&s->thread_request, thread_request, memory_order_relaxed);
     atomic_store_explicit(&s->sleeping, 0, memory_order_relaxed);
     /* release: buf and cap are visible to the completer that wins the CAS
      * from WAITING with an acquire. */

@@ -109,7 +109,7 @@ int gs_send_request(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, s
         a->fallback->sender = GS_NOPID;
     }
     ticket t;
-    if ((rc = reply_slot_take(rt, NULL, 0, deadline, NULL, a, &t)) != GS_OK) {
+    if ((rc = reply_slot_take(rt, NULL, 0, deadline, NULL, a, a->mode == ASYNC_THREAD, &t)) != GS_OK) {
         async_free(a);
         msg_free(m);
         return rc;
@@ -209,10 +209,31 @@ int gs_wait_request(gs_runtime *rt, gs_request req, void *reply, size_t reply_ca
     uint64_t seq = w >> 2;
     if ((seq & REQ_SEQ_MASK) != (req & REQ_SEQ_MASK) || (w & 3) == 0 /* IDLE */)
         return GS_ENOENT;
-    async_req *a = s->async;
-    if (a == NULL || a->mode != ASYNC_THREAD || a->id != req)
-        return GS_EINVAL; /* a server's request: its outcome goes to handle_info */
     const uint64_t waiting = seq << 2 | 1u, done = seq << 2 | 3u;
+    /* Whose request is it? A server's is freed by its completer at any
+     * moment, so only the slot's flag may be read, not the request. A
+     * seqlock read: the state (acquire, above), the flag, an acquire
+     * fence, the state again: if the flag came from a later use of the
+     * slot, the fence pairs with reply_slot_take's release fence and the
+     * second read sees this use's end (IDLE, or a later ticket). An
+     * outside thread's request is freed only by its waiter, which is us
+     * (one waiter at a time), so once the flag says so it stays put. */
+#ifdef GS_TSAN
+    /* TSan does not model fences (gcc refuses this one): an acquire load
+     * orders the same pair there. */
+    bool thread_request = atomic_load_explicit(&s->thread_request, memory_order_acquire);
+#else
+    bool thread_request = atomic_load_explicit(&s->thread_request, memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);
+#endif
+    uint64_t again = atomic_load_explicit(&s->state, memory_order_relaxed);
+    if (again != waiting && again != done)
+        return GS_ENOENT; /* over, or the slot went on to another call */
+    if (!thread_request)
+        return GS_EINVAL; /* a server's request (or a call's ticket): its outcome goes to handle_info */
+    async_req *a = s->async;
+    if (a == NULL || a->id != req)
+        return GS_ENOENT;
     uint64_t deadline = s->deadline_ns;
     for (;;) {
         uint64_t st = atomic_load_explicit(&s->state, memory_order_acquire);
