@@ -145,13 +145,16 @@ int gs_runtime_start(gs_runtime **out, const gs_runtime_opts *opts);
 /* Stops every server (terminate runs with GS_SHUTDOWN, after each server
  * has handled what was already in its mailbox), joins the workers and
  * frees everything. While it runs, gs_start returns GS_ESHUTDOWN. It waits
- * for callbacks that are running to return. Call it once, from a thread
- * outside the runtime: from inside a callback it returns GS_EDEADLK and
- * does nothing. `rt` is invalid afterwards; a pid or timer handle of it
- * names nothing in the runtimes started after it (they refuse it with
- * GS_ENOPROC or GS_ENOENT) until GS_MAX_RUNTIMES more have been started,
- * as runtimes take the tag in their pids in turn. Returns GS_OK or GS_EINVAL
- * (rt NULL). */
+ * for callbacks that are running to return, and for threads outside the
+ * runtime that are blocked in gs_call, gs_stop or gs_wait_request when it
+ * begins (a call whose server stops without answering returns
+ * GS_ENOPROC). Any other call on rt from another thread must be over
+ * before it returns. Call it once, from a thread outside the runtime:
+ * from inside a callback it returns GS_EDEADLK and does nothing. `rt` is
+ * invalid afterwards; a pid or timer handle of it names nothing in the
+ * runtimes started after it (they refuse it with GS_ENOPROC or GS_ENOENT)
+ * until GS_MAX_RUNTIMES more have been started, as runtimes take the tag
+ * in their pids in turn. Returns GS_OK or GS_EINVAL (rt NULL). */
 int gs_runtime_stop(gs_runtime *rt);
 
 /* What the runtime has done so far; every field is a running total
@@ -269,7 +272,8 @@ int gs_cast(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t le
  *   or it stopped before replying: returned as soon as it stops),
  *   GS_EDEADLK (a server calling itself), GS_ENOREPLY, GS_ENOTSUP (see
  *   handle_call), GS_EINVAL (rt NULL, data NULL with len > 0, reply NULL
- *   with reply_cap > 0, a bad timeout, a runtime tag), GS_ENOMEM.
+ *   with reply_cap > 0, a bad timeout, a runtime tag), GS_EAGAIN (the
+ *   server's bounded mailbox is full, see gs_start_opts), GS_ENOMEM.
  * From an outside thread the caller spins briefly, then sleeps on a futex
  * with an absolute CLOCK_MONOTONIC deadline. From inside a callback the
  * calling server is suspended, not its worker: the callback's stack is set
@@ -355,8 +359,9 @@ typedef struct gs_request_reply {
  *   - from an outside thread: through gs_wait_request.
  * Returns GS_OK, or as gs_call for bad arguments, GS_ENOPROC (no such
  * server), GS_EDEADLK (a server requesting from itself), GS_ENOMEM, or
- * GS_EAGAIN (from a callback, with a timeout: GS_TIMERS_MAX timers are
- * held, so its timeout could not be armed; nothing was sent). From a
+ * GS_EAGAIN (the server's bounded mailbox is full, see gs_start_opts; or,
+ * from a callback with a timeout, GS_TIMERS_MAX timers are held, so its
+ * timeout could not be armed; either way nothing was sent). From a
  * callback with a timeout that runs out before the send is done (0, say),
  * a request to a server that is gone may be reported made (GS_OK): its
  * outcome, GS_TAG_REPLY_TIMEOUT, arrives all the same, and only one. */

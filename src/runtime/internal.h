@@ -248,6 +248,10 @@ struct gs_runtime {
     _Atomic int spinning;
     atomic_bool exiting;
     _Atomic unsigned spinning_waiters; /* reply.c: callers spinning for a reply */
+    /* Threads outside the runtime inside a blocking wait (gs_call, gs_stop,
+     * gs_wait_request): gs_runtime_stop frees nothing until they have left
+     * (runtime_wait_enter / runtime_wait_leave). */
+    _Atomic unsigned outside_waiters;
     fiber_pool *fibers;
 
     /* process table */
@@ -371,6 +375,12 @@ static inline bool slot_mark_alive(uint64_t mark, gs_pid pid)
 }
 uint32_t proc_table_high_water(gs_runtime *rt);
 void proc_table_destroy(gs_runtime *rt);
+
+/* runtime.c: a thread outside the runtime enters a wait for an outcome
+ * before it sends what the outcome answers, and leaves after its last
+ * access to the runtime; gs_runtime_stop waits for every one to leave. */
+void runtime_wait_enter(gs_runtime *rt);
+void runtime_wait_leave(gs_runtime *rt);
 
 /* reply.c */
 int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns, proc *waiter,

@@ -175,29 +175,36 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
 {
     fiber *f = suspendable_fiber(rt);
     proc *owner = f != NULL ? f->proc : NULL;
+    worker *w = current_worker();
+    /* A thread outside the runtime is counted while it waits, from before
+     * its request goes out, so that gs_runtime_stop does not free the
+     * runtime under it (runtime_wait_enter). */
+    bool outside = owner == NULL && (w == NULL || w->rt != rt);
     if (owner != NULL)
         atomic_store_explicit(&owner->extra->resume_latch, 2, memory_order_relaxed);
+    if (outside)
+        runtime_wait_enter(rt);
     ticket t;
     int rc = reply_slot_take(rt, buf, cap, deadline, owner, NULL, false, &t);
     if (rc != GS_OK) {
         msg_free(m);
-        return rc;
+    } else {
+        m->ticket = t;
+        if ((rc = msg_send(rt, to, m)) != GS_OK)
+            reply_slot_abandon(rt, t);
     }
-    m->ticket = t;
-    rc = msg_send(rt, to, m);
-    if (rc != GS_OK) {
-        reply_slot_abandon(rt, t);
-        return rc;
-    }
-    if (owner == NULL) {
-        worker *w = current_worker();
-        if (w != NULL && w->rt == rt) {
+    if (rc != GS_OK || owner == NULL) {
+        if (rc == GS_OK && !outside) {
             /* A worker that waits must not sit on runnable servers (the
              * callee may be among them). */
             atomic_fetch_add_explicit(&w->blocked, 1, memory_order_relaxed);
             scheduler_before_block(rt);
         }
-        return reply_slot_wait(rt, t, deadline, len_out);
+        if (rc == GS_OK)
+            rc = reply_slot_wait(rt, t, deadline, len_out);
+        if (outside)
+            runtime_wait_leave(rt);
+        return rc;
     }
     if (deadline != DEADLINE_NEVER && !keep_timeout(rt, t, deadline))
         reply_timed_out(rt, t.slot, t.seq); /* nowhere to keep it: the call times out at once */

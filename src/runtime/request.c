@@ -190,6 +190,9 @@ int request_complete(gs_runtime *rt, reply_slot *s, ticket t, int status, const 
     return rc;
 }
 
+static int wait_request(gs_runtime *rt, gs_request req, void *reply, size_t reply_cap, size_t *reply_len,
+                        uint64_t wait_until);
+
 int gs_wait_request(gs_runtime *rt, gs_request req, void *reply, size_t reply_cap, size_t *reply_len,
                     int timeout_ms)
 {
@@ -199,6 +202,17 @@ int gs_wait_request(gs_runtime *rt, gs_request req, void *reply, size_t reply_ca
     int rc = timeout_to_deadline(timeout_ms, &wait_until);
     if (rc != GS_OK)
         return rc;
+    /* Counted while it waits, so that a gs_runtime_stop under way does not
+     * free the runtime under it (runtime_wait_enter). */
+    runtime_wait_enter(rt);
+    rc = wait_request(rt, req, reply, reply_cap, reply_len, wait_until);
+    runtime_wait_leave(rt);
+    return rc;
+}
+
+static int wait_request(gs_runtime *rt, gs_request req, void *reply, size_t reply_cap, size_t *reply_len,
+                        uint64_t wait_until)
+{
     if ((req >> 56) != rt->tag)
         return GS_ENOENT;
     uint32_t idx = (uint32_t)(req >> REQ_SEQ_BITS) & ((1u << REQ_SLOT_BITS) - 1);

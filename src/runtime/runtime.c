@@ -151,6 +151,35 @@ static bool ask_all_to_stop(gs_runtime *rt)
     return all;
 }
 
+void runtime_wait_enter(gs_runtime *rt)
+{
+    /* relaxed: what orders it before gs_runtime_stop's look is the send
+     * that follows (see gs_runtime_stop). */
+    atomic_fetch_add_explicit(&rt->outside_waiters, 1, memory_order_relaxed);
+}
+
+void runtime_wait_leave(gs_runtime *rt)
+{
+    /* release: the waiter's last reads of its reply slot and the pools
+     * happen before gs_runtime_stop sees the count drop and frees them. */
+    atomic_fetch_sub_explicit(&rt->outside_waiters, 1, memory_order_release);
+}
+
+/* After the last server is gone every outcome has been given (a server's
+ * exit fails what it still owes with GS_ENOPROC), but the threads that
+ * waited for them may still be reading their reply slots. Their count
+ * went up before their request went out, so it is visible here: the
+ * request reached a server before that server's exit, and the exit's
+ * decrement of `live` came before our seq_cst look at it. They are on
+ * their way out, so a short sleep per look is enough. */
+static void wait_for_outside_waiters(gs_runtime *rt)
+{
+    while (atomic_load_explicit(&rt->outside_waiters, memory_order_acquire) != 0) {
+        struct timespec ts = {0, 100000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 int gs_runtime_stop(gs_runtime *rt)
 {
     if (rt == NULL)
@@ -178,6 +207,7 @@ int gs_runtime_stop(gs_runtime *rt)
             futex_wait_until(&rt->live, live, &ts);
         }
     }
+    wait_for_outside_waiters(rt);
     /* Workers first: they may still arm deferred call timeouts. The timer
      * thread may still fire into the (empty) runtime, which needs no
      * worker. */

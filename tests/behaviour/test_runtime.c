@@ -411,3 +411,80 @@ Test(badinput, pid_format, .timeout = 10)
     cr_assert_gt(strlen(gs_pid_format(~(gs_pid)0, buf, sizeof buf)), 0);
     rt_free(rt);
 }
+
+/* ---- threads still waiting when the runtime stops --------------------- */
+
+#include <signal.h>
+
+static int never_reply(gs_ctx *ctx, void *state, const gs_msg *m, gs_from from)
+{
+    return GS_NOREPLY;
+}
+
+static const gs_server_ops mute_server_ops = {.name = "mute", .handle_call = never_reply};
+
+typedef struct stuck_waiter {
+    gs_runtime *rt;
+    gs_pid server;
+    bool by_request; /* gs_send_request + gs_wait_request, else gs_call */
+    atomic_int waiting;
+    int rc;
+} stuck_waiter;
+
+static void *stuck_waiter_main(void *arg)
+{
+    stuck_waiter *s = arg;
+    int64_t reply = 0;
+    if (s->by_request) {
+        gs_request req;
+        s->rc = gs_send_request(s->rt, s->server, 1, NULL, 0, GS_INFINITY, &req);
+        atomic_store(&s->waiting, 1);
+        if (s->rc == GS_OK)
+            s->rc = gs_wait_request(s->rt, req, &reply, sizeof reply, NULL, GS_INFINITY);
+    } else {
+        atomic_store(&s->waiting, 1);
+        s->rc = gs_call(s->rt, s->server, 1, NULL, 0, &reply, sizeof reply, NULL, GS_INFINITY);
+    }
+    return NULL;
+}
+
+/* Holds the waiter up after the stop has given its outcome, as if it had
+ * lost its CPU right then. */
+static void hold_up_300ms(int sig)
+{
+    struct timespec ts = {0, 300000000};
+    nanosleep(&ts, NULL);
+}
+
+/* A thread waiting for a server's answer when gs_runtime_stop begins gets
+ * GS_ENOPROC (the server stopped without answering), and the stop frees
+ * nothing until it has returned: the waiter, held up by a signal right as
+ * its outcome came, used to wake into freed memory. */
+static void stop_with_a_thread_waiting(bool by_request)
+{
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = hold_up_300ms;
+    cr_assert_eq(sigaction(SIGUSR1, &sa, &old), 0);
+    stuck_waiter s = {.rt = rt_new(2), .by_request = by_request};
+    s.server = start_ok(s.rt, &mute_server_ops, NULL);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, stuck_waiter_main, &s), 0);
+    cr_assert(wait_int_eq(&s.waiting, 1, 5000));
+    sleep_ms(100); /* asleep in its wait by now */
+    pthread_kill(t, SIGUSR1);
+    cr_assert_eq(gs_runtime_stop(s.rt), GS_OK);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert_eq(s.rc, GS_ENOPROC, "the waiter got %d", s.rc);
+    cr_assert_eq(sigaction(SIGUSR1, &old, NULL), 0);
+}
+
+Test(runtime, stop_waits_for_a_thread_blocked_in_gs_call, .timeout = 20)
+{
+    stop_with_a_thread_waiting(false);
+}
+
+Test(runtime, stop_waits_for_a_thread_blocked_in_gs_wait_request, .timeout = 20)
+{
+    stop_with_a_thread_waiting(true);
+}
