@@ -273,7 +273,9 @@ int gs_cast(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t le
  *   GS_EDEADLK (a server calling itself), GS_ENOREPLY, GS_ENOTSUP (see
  *   handle_call), GS_EINVAL (rt NULL, data NULL with len > 0, reply NULL
  *   with reply_cap > 0, a bad timeout, a runtime tag), GS_EAGAIN (the
- *   server's bounded mailbox is full, see gs_start_opts), GS_ENOMEM.
+ *   server's bounded mailbox is full, see gs_start_opts), GS_ENOMEM,
+ *   GS_EKILLED (from a callback of a server that gs_kill is removing: the
+ *   callback should return).
  * From an outside thread the caller spins briefly, then sleeps on a futex
  * with an absolute CLOCK_MONOTONIC deadline. From inside a callback the
  * calling server is suspended, not its worker: the callback's stack is set
@@ -526,10 +528,15 @@ void gs_trap_exits(gs_ctx *ctx, int on);
 /* Removes a server as soon as its current callback (if any) returns,
  * without running terminate and without handling its queued messages
  * (calls among them fail with GS_ENOPROC). In C a running callback cannot
- * be interrupted: "kill" means "never run another callback". Monitors see
- * reason GS_KILLED, links get an exit signal with it. Does not wait.
- * Returns GS_OK, GS_ENOPROC, GS_EINVAL, GS_EDEADLK (from the server's own
- * callbacks: return a negative code instead), GS_ENOMEM. */
+ * be interrupted: "kill" means "never run another callback". To make it
+ * return soon, a call it is suspended in (gs_call, gs_stop, ...) ends at
+ * once with GS_EKILLED, and so does every call it makes afterwards
+ * (in Erlang, kill ends a process blocked in gen_server:call too). Monitors
+ * see reason GS_KILLED, links get an exit signal with it. Does not wait.
+ * A server already exiting on its own (its terminate running) is not
+ * killed, but its calls are ended the same way. Returns GS_OK, GS_ENOPROC
+ * (no such server, or exiting already), GS_EINVAL, GS_EDEADLK (from the
+ * server's own callbacks: return a negative code instead), GS_ENOMEM. */
 int gs_kill(gs_runtime *rt, gs_pid pid);
 
 /* ------------------------------------------------------------------ */

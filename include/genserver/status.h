@@ -50,6 +50,7 @@ extern "C" {
 #define GS_ENOTSUP (-13)   /* the server has no handler for this request */
 #define GS_ELIMIT (-14)    /* a hard limit of the runtime was reached */
 #define GS_EBADRETURN (-15) /* a callback returned a value it may not return */
+#define GS_EKILLED (-16)   /* the calling server was killed (gs_kill): its callback should return */
 
 /* The sentence for a status code or exit reason. Never NULL; the string
  * is static. Unknown negative codes give "unknown error", positive values

@@ -91,17 +91,13 @@ typedef struct gs_sup_spec {
  * busy: it must not call the supervisor (gs_supervisor_* on its own
  * supervisor would wait forever).
  *
- * Known limitation: a child that calls its own supervisor (gs_supervisor_*,
- * or gs_call without a timeout) from any callback, its terminate included,
- * must not be stopped by that supervisor meanwhile. The supervisor waits
- * for the child to go, the child's call waits behind the supervisor's
- * running callback, and gs_kill cannot end a callback suspended in a call
- * (in Erlang, kill ends a process blocked in gen_server:call): neither
- * moves, whatever shutdown_ms says. This happens when the child is
- * terminated (gs_supervisor_terminate_child, or the restart of a sibling
- * under one_for_all or rest_for_one) or when the restart intensity is
- * reached while the child's call is under way. A gs_call to the
- * supervisor with a finite timeout ends it when that timeout runs out. */
+ * A child may call its own supervisor from its other callbacks, its
+ * terminate included, even while the supervisor is stopping it: the
+ * child's call waits behind the supervisor's running callback until the
+ * stop's shutdown_ms runs out, and the forcing gs_kill then ends the call
+ * with GS_EKILLED (and any further one), so the child's callback returns
+ * and the stop completes. With shutdown_ms GS_INFINITY it is never forced:
+ * such a child and its supervisor wait for each other for ever. */
 extern const gs_server_ops gs_supervisor_ops;
 
 /* gs_start(rt, &gs_supervisor_ops, spec, out): returns once every child's

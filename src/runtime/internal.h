@@ -173,7 +173,10 @@ typedef struct reply_slot {
     void *buf;
     size_t cap;
     uint64_t deadline_ns; /* the completer turns a late reply into GS_ETIMEDOUT */
-    struct proc *waiter;  /* a suspended server to resume, or NULL (a thread on the futex) */
+    /* A suspended server to resume, or NULL (a thread on the futex).
+     * Atomic: gs_kill looks for its target's waits among all slots
+     * (reply_slot_interrupt), whatever their state. */
+    _Atomic(struct proc *) waiter;
     struct async_req *async; /* a gs_send_request (request.c), or NULL */
     /* async is an outside thread's request, which only its waiter frees
      * (gs_wait_request); a server's is freed by its completer at any
@@ -390,6 +393,8 @@ void reply_slot_release(gs_runtime *rt, reply_slot *s, uint32_t idx);
 void reply_slot_sleep(reply_slot *s, uint64_t seen, uint64_t deadline_ns);
 void reply_slot_ring(reply_slot *s);
 int reply_slot_collect(gs_runtime *rt, ticket t, size_t *len_out);
+/* Completes with `status` every call that server p is suspended in (gs_kill). */
+void reply_slot_interrupt(gs_runtime *rt, proc *p, int status);
 int reply_slot_wait(gs_runtime *rt, ticket t, uint64_t deadline_ns, size_t *len_out);
 /* links.c: links parent (whose callback runs) and child (past its init,
  * not yet able to run), both sides at once: no message, so no moment in

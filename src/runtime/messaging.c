@@ -173,6 +173,15 @@ static bool keep_timeout(gs_runtime *rt, ticket t, uint64_t deadline)
 static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t cap, uint64_t deadline,
                          size_t *len_out)
 {
+    /* A killed server's callback is to return: its calls fail at once
+     * (gs_kill ended the one it was suspended in). relaxed: the flag is
+     * set by gs_kill and only read here, a hint the next look repeats. */
+    proc *caller = current_proc();
+    if (caller != NULL && proc_rt(caller) == rt &&
+        (atomic_load_explicit(&caller->ctl, memory_order_relaxed) & CTL_KILLED) != 0) {
+        msg_free(m);
+        return GS_EKILLED;
+    }
     fiber *f = suspendable_fiber(rt);
     proc *owner = f != NULL ? f->proc : NULL;
     worker *w = current_worker();
@@ -297,30 +306,38 @@ int gs_kill(gs_runtime *rt, gs_pid pid)
         return GS_ENOMEM;
     proc *p;
     uint64_t w;
-    int rc = proc_acquire_word(rt, pid, CTL_OPEN, &p, &w);
+    /* STOPPABLE, not OPEN: a server already exiting (in its terminate) is
+     * not killed, but a call it is suspended in is ended all the same. */
+    int rc = proc_acquire_word(rt, pid, CTL_STOPPABLE, &p, &w);
     if (rc != GS_OK) {
         msg_free(m);
         return rc;
     }
     /* The flag stops the server before its next callback, whatever is
-     * queued; the message wakes it if it is idle. Set only while the slot
-     * is still open, in one RMW with that check: the exit's close (an RMW
-     * clearing OPEN, then a look at KILLED, proc_dispose) comes wholly
-     * before it, and we report GS_ENOPROC, or wholly after, and sees the
-     * flag: a kill reported made always skips terminate and reports
-     * GS_KILLED. A separate check and set let an exit already closing run
-     * terminate with its own reason after we had said GS_OK.
-     * release on success, as the flag publishes nothing else; relaxed on
-     * failure: the value is only looked at again. */
+     * queued, and makes the calls its callback makes fail at once
+     * (send_and_wait); the message wakes it if it is idle. The flag and
+     * the look at OPEN are one RMW: the exit's close (an RMW clearing
+     * OPEN, then a look at KILLED, proc_dispose) comes wholly before it,
+     * and we report GS_ENOPROC (the exit goes on with its own reason), or
+     * wholly after, and sees the flag: a kill reported made always skips
+     * terminate and reports GS_KILLED. A separate check and set let an
+     * exit already closing run terminate with its own reason after we had
+     * said GS_OK. release on success, as the flag publishes nothing else;
+     * relaxed on failure: the value is only looked at again. */
     uint64_t cur = atomic_load_explicit(&p->ctl, memory_order_relaxed);
-    do {
-        if ((cur & CTL_OPEN) == 0) {
-            proc_release(p);
-            msg_free(m);
-            return GS_ENOPROC; /* exiting already, with its own reason */
-        }
-    } while (!atomic_compare_exchange_weak_explicit(&p->ctl, &cur, cur | CTL_KILLED, memory_order_release,
-                                                    memory_order_relaxed));
+    while (!atomic_compare_exchange_weak_explicit(&p->ctl, &cur, cur | CTL_KILLED, memory_order_release,
+                                                  memory_order_relaxed))
+        ;
+    /* A callback suspended in a call would return only when the call
+     * ends, which may be never (its callee may be waiting for this very
+     * server's end, as a supervisor stopping a child that calls it): end
+     * it now, with GS_EKILLED. */
+    reply_slot_interrupt(rt, p, GS_EKILLED);
+    if ((cur & CTL_OPEN) == 0) {
+        proc_release(p);
+        msg_free(m);
+        return GS_ENOPROC; /* exiting already, with its own reason */
+    }
     return deliver(rt, p, w, m);
 }
 

@@ -101,14 +101,15 @@ int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns,
     s->buf = buf;
     s->cap = cap;
     s->deadline_ns = deadline_ns;
-    s->waiter = waiter;
     s->async = async;
     /* release fence: the slot's previous use ended (its last state store,
-     * which the pool handed on to us) before the flag below changes, so
-     * that gs_wait_request, which reads the state, the flag, then the state
-     * again after an acquire fence, sees the state move on if it read this
-     * use's flag for an earlier use's ticket. A compiler barrier on x86. */
+     * which the pool handed on to us) before the waiter and flag below
+     * change, so that a reader that reads the state, one of them, then the
+     * state again after an acquire fence (gs_wait_request,
+     * reply_slot_interrupt) sees the state move on if it read this use's
+     * value for an earlier use's ticket. A compiler barrier on x86. */
     atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&s->waiter, waiter, memory_order_relaxed);
     atomic_store_explicit(&s->thread_request, thread_request, memory_order_relaxed);
     atomic_store_explicit(&s->sleeping, 0, memory_order_relaxed);
     /* release: buf and cap are visible to the completer that wins the CAS
@@ -246,7 +247,8 @@ int reply_slot_complete(gs_runtime *rt, ticket t, int status, const void *data, 
      * completes the call with GS_ETIMEDOUT on time; only a thread that may
      * be scheduled late needs the completer to check (saves a clock read
      * per in-server call). */
-    if (s->waiter == NULL && s->deadline_ns != DEADLINE_NEVER && now_ns() >= s->deadline_ns) {
+    proc *waiter = atomic_load_explicit(&s->waiter, memory_order_relaxed); /* ordered by the CAS */
+    if (waiter == NULL && s->deadline_ns != DEADLINE_NEVER && now_ns() >= s->deadline_ns) {
         /* Too late: the caller's timeout passed (it just has not noticed
          * yet). It gets GS_ETIMEDOUT and the reply is dropped. */
         status = GS_ETIMEDOUT;
@@ -264,8 +266,8 @@ int reply_slot_complete(gs_runtime *rt, ticket t, int status, const void *data, 
         s->len = 0;
         s->status = status;
     }
-    /* Read before DONE: afterwards the slot may be released and reused. */
-    proc *waiter = s->waiter;
+    /* `waiter` was read before DONE: afterwards the slot may be released
+     * and reused. */
     /* seq_cst: publishes the reply (release) and is the first half of the
      * Dekker pair with the waiter's `sleeping` store. The slot memory is
      * type-stable, so touching bell after the waiter left is harmless (a
@@ -291,6 +293,36 @@ void reply_slot_ring(reply_slot *s)
     if (atomic_load_explicit(&s->sleeping, memory_order_seq_cst)) {
         atomic_fetch_add_explicit(&s->bell, 1, memory_order_release);
         futex_wake(&s->bell, 1);
+    }
+}
+
+void reply_slot_interrupt(gs_runtime *rt, proc *p, int status)
+{
+    /* A scan of every slot: gs_kill is rare, and a server keeps no note of
+     * the slot it waits on that another thread could read safely. A
+     * seqlock read per slot (state, waiter, acquire fence, state again;
+     * reply_slot_take puts a release fence before the waiter): an
+     * unchanged WAITING state means the waiter read was this call's. The
+     * completion's CAS then settles any race with the reply or timeout.
+     * p cannot exit meanwhile (the caller holds a reference), and a proc
+     * cannot exit while suspended, so a call waiting with p as its waiter
+     * is p's, not an earlier server's in the same slot. */
+    uint32_t high = pool_high_water(&rt->replies);
+    for (uint32_t i = 0; i < high; i++) {
+        reply_slot *s = slot_at(rt, i);
+        if (s == NULL)
+            continue;
+        uint64_t w = atomic_load_explicit(&s->state, memory_order_acquire);
+        if ((w & 3) != RS_WAITING)
+            continue;
+#ifdef GS_TSAN
+        proc *waiter = atomic_load_explicit(&s->waiter, memory_order_acquire); /* TSan models no fence */
+#else
+        proc *waiter = atomic_load_explicit(&s->waiter, memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+#endif
+        if (waiter == p && atomic_load_explicit(&s->state, memory_order_relaxed) == w)
+            (void)reply_slot_complete(rt, (ticket){i, w >> 2}, status, NULL, 0);
     }
 }
 

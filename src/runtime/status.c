@@ -23,6 +23,7 @@ const char *gs_strerror(int status)
     case GS_ENOTSUP: return "the server does not handle this kind of request";
     case GS_ELIMIT: return "a limit of the runtime was reached";
     case GS_EBADRETURN: return "a callback returned a value it may not return";
+    case GS_EKILLED: return "the calling server was killed; its callback should return";
     default: return status < 0 ? "unknown error" : "user-defined reason";
     }
 }

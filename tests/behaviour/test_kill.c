@@ -291,3 +291,69 @@ Test(kill, releases_names_and_signals_links, .timeout = 20)
     rt_free(rt);
     cr_assert_eq(term_count(t), 0);
 }
+
+/* ---- a callback suspended in a call ----------------------------------- */
+
+static int mute_call(gs_ctx *ctx, void *state, const gs_msg *m, gs_from from)
+{
+    return GS_NOREPLY; /* never answers */
+}
+
+static const gs_server_ops mute_ops = {.name = "mute", .handle_call = mute_call};
+
+static _Atomic gs_pid mute_pid;
+static atomic_int in_call, first_rc = 1, second_rc = 1, calls_after, suspended_terms;
+
+/* Calls the mute server without a timeout, then tries again. */
+static int stuck_cast(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    gs_runtime *rt = gs_ctx_runtime(ctx);
+    atomic_store(&in_call, 1);
+    atomic_store(&first_rc, gs_call(rt, atomic_load(&mute_pid), 1, NULL, 0, NULL, 0, NULL, GS_INFINITY));
+    atomic_store(&second_rc, gs_call(rt, atomic_load(&mute_pid), 1, NULL, 0, NULL, 0, NULL, GS_INFINITY));
+    atomic_fetch_add(&calls_after, 1);
+    return GS_OK;
+}
+
+static void stuck_terminate(gs_ctx *ctx, void *state, int reason)
+{
+    atomic_fetch_add(&suspended_terms, 1);
+}
+
+static const gs_server_ops stuck_ops = {.name = "stuck", .handle_cast = stuck_cast, .terminate = stuck_terminate};
+
+static atomic_int down_reason_seen = 1, downs_seen;
+
+static int down_watcher_info(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    if (m->tag == GS_TAG_DOWN) {
+        atomic_store(&down_reason_seen, ((const gs_down *)m->data)->reason);
+        atomic_fetch_add(&downs_seen, 1);
+    }
+    return GS_OK;
+}
+
+static const gs_server_ops down_watcher_ops = {.name = "down_watcher", .handle_info = down_watcher_info};
+
+/* A callback waiting in a call that will never be answered cannot return
+ * by itself: gs_kill ends the call (GS_EKILLED) and every later call of
+ * the callback, so the server goes, without terminate. */
+Test(kill, a_callback_suspended_in_a_call_is_released, .timeout = 30)
+{
+    gs_runtime *rt = rt_new(2);
+    atomic_store(&mute_pid, start_ok(rt, &mute_ops, NULL));
+    gs_pid watcher = start_ok(rt, &down_watcher_ops, NULL);
+    gs_pid stuck = start_ok(rt, &stuck_ops, NULL);
+    cr_assert_eq(gs_monitor(rt, watcher, stuck, NULL), GS_OK);
+    cr_assert_eq(gs_cast(rt, stuck, 1, NULL, 0), GS_OK);
+    cr_assert(wait_int_eq(&in_call, 1, 5000));
+    sleep_ms(50); /* suspended in its call by now */
+    cr_assert_eq(gs_kill(rt, stuck), GS_OK);
+    cr_assert(wait_int_eq(&downs_seen, 1, 10000), "the killed server never went");
+    cr_assert_eq(atomic_load(&first_rc), GS_EKILLED);
+    cr_assert_eq(atomic_load(&second_rc), GS_EKILLED);
+    cr_assert_eq(atomic_load(&calls_after), 1);
+    cr_assert_eq(atomic_load(&down_reason_seen), GS_KILLED);
+    cr_assert_eq(atomic_load(&suspended_terms), 0, "terminate ran for a killed server");
+    rt_free(rt);
+}

@@ -25,6 +25,7 @@ static const struct {
     {GS_ENOTSUP, "GS_ENOTSUP"},
     {GS_ELIMIT, "GS_ELIMIT"},
     {GS_EBADRETURN, "GS_EBADRETURN"},
+    {GS_EKILLED, "GS_EKILLED"},
 };
 #define NCODES (sizeof CODES / sizeof CODES[0])
 
@@ -62,7 +63,7 @@ Test(strerror, strings_are_static, .timeout = 10)
 
 Test(strerror, unknown_codes, .timeout = 10)
 {
-    const int unknown_neg[] = {-16, -100, -4242, INT_MIN, INT_MIN + 1};
+    const int unknown_neg[] = {-17, -100, -4242, INT_MIN, INT_MIN + 1};
     for (size_t i = 0; i < sizeof unknown_neg / sizeof unknown_neg[0]; i++) {
         const char *s = gs_strerror(unknown_neg[i]);
         cr_assert_not_null(s, "%d gave NULL", unknown_neg[i]);

@@ -871,3 +871,86 @@ Test(supervisor, one_server_per_connection, .timeout = 120)
                 (long long)(t3 - t2));
     rt_free(rt);
 }
+
+/* ---- a child calling its supervisor while being stopped ---------------- */
+
+static _Atomic gs_pid caller_sup;
+static atomic_int caller_looping, caller_last_rc = 1, caller_term_rc = 1;
+
+/* Asks its supervisor about its sibling until a call fails. */
+static int sup_caller_cast(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    atomic_store(&caller_looping, 1);
+    for (;;) {
+        gs_pid p;
+        int rc = gs_supervisor_which_child(gs_ctx_runtime(ctx), atomic_load(&caller_sup), "other", &p);
+        if (rc != GS_OK) {
+            atomic_store(&caller_last_rc, rc);
+            return GS_OK;
+        }
+    }
+}
+
+static const gs_server_ops sup_caller_ops = {.name = "sup_caller", .handle_cast = sup_caller_cast};
+
+/* Asks its supervisor about its sibling from terminate. */
+static void sup_caller_terminate(gs_ctx *ctx, void *state, int reason)
+{
+    gs_pid p;
+    atomic_store(&caller_term_rc,
+                 gs_supervisor_which_child(gs_ctx_runtime(ctx), atomic_load(&caller_sup), "other", &p));
+}
+
+static const gs_server_ops term_caller_ops = {.name = "term_caller", .terminate = sup_caller_terminate};
+static const gs_server_ops other_ops = {.name = "other"};
+
+/* The supervisor stops the child while the child waits for the
+ * supervisor: the stop's timeout forces it (gs_kill), which ends the
+ * child's call, so both go on (this hung for ever). */
+static void stop_a_child_that_calls(const gs_server_ops *child_ops, int shutdown_ms)
+{
+    gs_runtime *rt = rt_new(3);
+    atomic_store(&caller_looping, 0);
+    atomic_store(&caller_last_rc, 1);
+    atomic_store(&caller_term_rc, 1);
+    gs_child_spec ch[2] = {
+        {.id = "caller", .ops = child_ops, .restart = GS_PERMANENT, .shutdown_ms = shutdown_ms},
+        {.id = "other", .ops = &other_ops, .restart = GS_PERMANENT, .shutdown_ms = shutdown_ms},
+    };
+    gs_sup_spec spec = {.strategy = GS_ONE_FOR_ONE, .intensity = 3, .period_ms = 1000, .children = ch,
+                        .nchildren = 2};
+    gs_pid sup;
+    cr_assert_eq(gs_supervisor_start(rt, &spec, &sup), GS_OK);
+    atomic_store(&caller_sup, sup);
+    if (child_ops == &sup_caller_ops) {
+        gs_pid c;
+        cr_assert_eq(gs_supervisor_which_child(rt, sup, "caller", &c), GS_OK);
+        cr_assert_eq(gs_cast(rt, c, 1, NULL, 0), GS_OK);
+        cr_assert(wait_int_eq(&caller_looping, 1, 5000));
+    }
+    int64_t t0 = now_ms();
+    cr_assert_eq(gs_supervisor_terminate_child(rt, sup, "caller"), GS_OK);
+    cr_assert_lt(now_ms() - t0, 10000);
+    if (child_ops == &sup_caller_ops)
+        cr_assert_eq(atomic_load(&caller_last_rc), GS_EKILLED);
+    else
+        cr_assert_eq(atomic_load(&caller_term_rc), GS_EKILLED);
+    gs_pid o;
+    cr_assert_eq(gs_supervisor_which_child(rt, sup, "other", &o), GS_OK); /* the supervisor still answers */
+    rt_free(rt);
+}
+
+Test(supervisor, stopping_a_child_that_calls_the_supervisor_forces_it, .timeout = 60)
+{
+    stop_a_child_that_calls(&sup_caller_ops, 100);
+}
+
+Test(supervisor, brutal_kill_of_a_child_that_calls_the_supervisor, .timeout = 60)
+{
+    stop_a_child_that_calls(&sup_caller_ops, 0);
+}
+
+Test(supervisor, a_child_whose_terminate_calls_the_supervisor_is_forced, .timeout = 60)
+{
+    stop_a_child_that_calls(&term_caller_ops, 100);
+}
