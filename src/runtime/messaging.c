@@ -218,6 +218,8 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
     if (deadline != DEADLINE_NEVER && !keep_timeout(rt, t, deadline))
         reply_timed_out(rt, t.slot, t.seq); /* nowhere to keep it: the call times out at once */
     proc *cur = current_proc(); /* the server whose callback calls (maybe an init inside owner's) */
+    f->wait_slot = t.slot;
+    f->wait_seq = t.seq;
     owner->extra->fiber = f;
     f->status = FIBER_SUSPENDED;
     atomic_fetch_add_explicit(&current_worker()->suspended, 1, memory_order_relaxed);
@@ -322,10 +324,11 @@ int gs_kill(gs_runtime *rt, gs_pid pid)
      * wholly after, and sees the flag: a kill reported made always skips
      * terminate and reports GS_KILLED. A separate check and set let an
      * exit already closing run terminate with its own reason after we had
-     * said GS_OK. release on success, as the flag publishes nothing else;
+     * said GS_OK. seq_cst on success: the first half of a Dekker pair with
+     * a worker whose server has just suspended (scheduler.c, run_turn);
      * relaxed on failure: the value is only looked at again. */
     uint64_t cur = atomic_load_explicit(&p->ctl, memory_order_relaxed);
-    while (!atomic_compare_exchange_weak_explicit(&p->ctl, &cur, cur | CTL_KILLED, memory_order_release,
+    while (!atomic_compare_exchange_weak_explicit(&p->ctl, &cur, cur | CTL_KILLED, memory_order_seq_cst,
                                                   memory_order_relaxed))
         ;
     /* A callback suspended in a call would return only when the call

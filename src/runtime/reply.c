@@ -312,7 +312,8 @@ void reply_slot_interrupt(gs_runtime *rt, proc *p, int status)
         reply_slot *s = slot_at(rt, i);
         if (s == NULL)
             continue;
-        uint64_t w = atomic_load_explicit(&s->state, memory_order_acquire);
+        /* seq_cst: gs_kill's half of the Dekker pair with run_turn. */
+        uint64_t w = atomic_load_explicit(&s->state, memory_order_seq_cst);
         if ((w & 3) != RS_WAITING)
             continue;
 #ifdef GS_TSAN

@@ -637,10 +637,25 @@ static void run_turn(worker *w, proc *p)
     switch (f->status) {
     case FIBER_SUSPENDED: {
         /* The fiber stays with its server. Whichever of this worker and
-         * the reply comes second makes the server runnable again. */
+         * the reply comes second makes the server runnable again. The
+         * ticket is read first: until our decrement the server cannot
+         * resume and make another call. */
         proc *sp = f->proc;
-        if (atomic_fetch_sub_explicit(&sp->extra->resume_latch, 1, memory_order_acq_rel) == 1)
+        ticket waiting = {f->wait_slot, f->wait_seq};
+        if (atomic_fetch_sub_explicit(&sp->extra->resume_latch, 1, memory_order_seq_cst) == 1) {
             scheduler_make_runnable(w->rt, sp);
+        } else if ((store_load_fence(), atomic_load_explicit(&sp->ctl, memory_order_seq_cst)) & CTL_KILLED) {
+            /* gs_kill ends the call a killed server waits in, but finds it
+             * by a scan of the slots, which may have run between the
+             * caller's look at KILLED (send_and_wait) and its slot's
+             * WAITING. Dekker: gs_kill sets KILLED (a seq_cst RMW), then
+             * scans (seq_cst loads); the caller published WAITING, then
+             * this RMW (a full barrier on x86; elsewhere the fence) and
+             * load: one of the two sees the other. A completion that
+             * loses the slot's CAS (the reply, or gs_kill's own) does
+             * nothing. */
+            (void)reply_slot_complete(w->rt, waiting, GS_EKILLED, NULL, 0);
+        }
         break;
     }
     case FIBER_AGAIN:
