@@ -241,8 +241,8 @@ static int wait_request(gs_runtime *rt, gs_request req, void *reply, size_t repl
     atomic_thread_fence(memory_order_acquire);
 #endif
     uint64_t again = atomic_load_explicit(&s->state, memory_order_relaxed);
-    if (again != waiting && again != done)
-        return GS_ENOENT; /* over, or the slot went on to another call */
+    if ((again >> 2) != seq || (again & 3) == 0 /* IDLE */)
+        return GS_ENOENT; /* over, or the slot went on to another call (WRITING is this one's reply coming) */
     if (!thread_request)
         return GS_EINVAL; /* a server's request (or a call's ticket): its outcome goes to handle_info */
     async_req *a = s->async;
