@@ -343,7 +343,8 @@ int proc_acquire(gs_runtime *rt, gs_pid pid, uint64_t need, proc **out);
 int proc_acquire_word(gs_runtime *rt, gs_pid pid, uint64_t need, proc **out, uint64_t *word);
 void proc_release(proc *p);
 void proc_open(proc *p, uint64_t extra_bits);
-void proc_close_begin(proc *p);
+/* Clears OPEN; returns the control word as it was just before. */
+uint64_t proc_close_begin(proc *p);
 void proc_close_end(proc *p);
 void proc_wait_senders(proc *p);
 int proc_table_init(gs_runtime *rt);

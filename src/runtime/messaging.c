@@ -327,15 +327,20 @@ int gs_kill(gs_runtime *rt, gs_pid pid)
      * said GS_OK. seq_cst on success: the first half of a Dekker pair with
      * a worker whose server has just suspended (scheduler.c, run_turn);
      * relaxed on failure: the value is only looked at again. */
+    /* Not once STOPPABLE is clear: the exit's last close (proc_close_end)
+     * clears KILLED with it, and a flag set after that would stay for the
+     * slot's next server. */
     uint64_t cur = atomic_load_explicit(&p->ctl, memory_order_relaxed);
-    while (!atomic_compare_exchange_weak_explicit(&p->ctl, &cur, cur | CTL_KILLED, memory_order_seq_cst,
+    while ((cur & CTL_STOPPABLE) != 0 &&
+           !atomic_compare_exchange_weak_explicit(&p->ctl, &cur, cur | CTL_KILLED, memory_order_seq_cst,
                                                   memory_order_relaxed))
         ;
     /* A callback suspended in a call would return only when the call
      * ends, which may be never (its callee may be waiting for this very
      * server's end, as a supervisor stopping a child that calls it): end
      * it now, with GS_EKILLED. */
-    reply_slot_interrupt(rt, p, GS_EKILLED);
+    if ((cur & CTL_STOPPABLE) != 0)
+        reply_slot_interrupt(rt, p, GS_EKILLED);
     if ((cur & CTL_OPEN) == 0) {
         proc_release(p);
         msg_free(m);

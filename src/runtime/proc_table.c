@@ -157,13 +157,14 @@ void proc_release(proc *p)
     atomic_fetch_sub_explicit(&p->ctl, 1, memory_order_release);
 }
 
-void proc_close_begin(proc *p)
+uint64_t proc_close_begin(proc *p)
 {
     /* Senders that increment after this see OPEN clear and back off (stop
      * requests still get in). */
-    atomic_fetch_and_explicit(&p->ctl, ~CTL_OPEN, memory_order_acq_rel);
+    uint64_t was = atomic_fetch_and_explicit(&p->ctl, ~CTL_OPEN, memory_order_acq_rel);
     /* The mark follows (MARK_TIMERS stays for the exit's purge). */
     atomic_fetch_and_explicit(slot_mark(proc_rt(p), pid_index(p->pid)), ~MARK_OPEN, memory_order_acq_rel);
+    return was;
 }
 
 /* Waits until no sender holds a reference (each is a few instructions

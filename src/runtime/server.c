@@ -325,13 +325,17 @@ static void drain_mailbox(proc *p)
 static void proc_dispose(proc *p, bool run_terminate, int reason)
 {
     gs_runtime *rt = proc_rt(p);
-    proc_close_begin(p);
     /* A gs_kill that got in before the slot closed wins over the exit
      * under way: terminate is skipped and the exit is reported as
      * GS_KILLED, so that links and monitors see what the server went
      * through (a crash racing a kill used to skip terminate yet report
-     * the crash: stress_monitors caught it). */
-    if (atomic_load_explicit(&p->ctl, memory_order_acquire) & CTL_KILLED) {
+     * the crash: stress_monitors caught it). "Before" is decided by the
+     * close's own RMW, whose old value we look at: gs_kill sets KILLED in
+     * one RMW with its look at OPEN, so it reports GS_OK exactly when it
+     * came first. A kill after the close (reported GS_ENOPROC) still sets
+     * the flag, to end the calls terminate makes, but a separate load
+     * here would have taken it for a kill. */
+    if (proc_close_begin(p) & CTL_KILLED) {
         if (run_terminate)
             reason = GS_KILLED;
         run_terminate = false;

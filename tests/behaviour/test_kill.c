@@ -399,3 +399,61 @@ Test(kill, a_kill_as_the_callback_enters_its_call_still_ends_it, .timeout = 120)
     }
     cr_assert_eq(stuck, 0, "%d of 200 killed servers stayed suspended in their call", stuck);
 }
+
+/* A kill that comes as a server exits on its own: if gs_kill says
+ * GS_ENOPROC (exiting already), the exit keeps its own reason and runs
+ * terminate; if GS_OK, terminate is skipped and DOWN says GS_KILLED. A
+ * kill landing between the close of the slot and the exit's look at the
+ * flag used to be reported GS_ENOPROC yet skip terminate (GS_KILLED). */
+static atomic_int own_exit_in_cast, own_exit_terms, own_exit_term_reason;
+
+static int own_exit_cast(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    gs_set_exit_reason(ctx, 42);
+    atomic_store(&own_exit_in_cast, 1);
+    return GS_STOP;
+}
+
+static void own_exit_terminate(gs_ctx *ctx, void *state, int reason)
+{
+    atomic_store(&own_exit_term_reason, reason);
+    atomic_fetch_add(&own_exit_terms, 1);
+}
+
+static const gs_server_ops own_exit_ops = {
+    .name = "own_exit", .handle_cast = own_exit_cast, .terminate = own_exit_terminate};
+
+Test(kill, a_kill_reported_too_late_leaves_the_exit_its_own_reason, .timeout = 120)
+{
+    gs_runtime *rt = rt_new(2);
+    gs_pid watcher = start_ok(rt, &down_watcher_ops, NULL);
+    uint64_t seed = 42;
+    int bad = 0, bad_rc = 0, bad_terms = 0, bad_down = 0;
+    for (int i = 0; i < 2000; i++) {
+        atomic_store(&own_exit_terms, 0);
+        atomic_store(&own_exit_in_cast, 0);
+        atomic_store(&downs_seen, 0);
+        gs_pid s = start_ok(rt, &own_exit_ops, NULL);
+        cr_assert_eq(gs_monitor(rt, watcher, s, NULL), GS_OK);
+        int crc = gs_cast(rt, s, 1, NULL, 0);
+        cr_assert_eq(crc, GS_OK, "round %d: cast %d", i, crc);
+        for (int spins = 0; !atomic_load(&own_exit_in_cast) && spins < 5000000; spins++)
+            if ((spins & 4095) == 4095)
+                sched_yield();
+        for (volatile unsigned x = 0, n = (unsigned)(xorshift64(&seed) % 200); x < n; x++)
+            ;
+        int rc = gs_kill(rt, s);
+        cr_assert(wait_int_eq(&downs_seen, 1, 5000), "no DOWN for round %d", i);
+        int terms = atomic_load(&own_exit_terms), down = atomic_load(&down_reason_seen);
+        bool consistent = (rc == GS_OK && terms == 0 && down == GS_KILLED) ||
+                          (rc == GS_ENOPROC && terms == 1 && down == 42 && atomic_load(&own_exit_term_reason) == 42);
+        if (!consistent && bad++ == 0) {
+            bad_rc = rc;
+            bad_terms = terms;
+            bad_down = down;
+        }
+    }
+    cr_assert_eq(bad, 0, "%d of 2000 rounds inconsistent; the first: gs_kill %d, terminate ran %d times, DOWN %d", bad,
+                 bad_rc, bad_terms, bad_down);
+    rt_free(rt);
+}
