@@ -30,6 +30,7 @@ typedef struct fiber {
      * worker's look at gs_kill after the switch (scheduler.c, run_turn). */
     uint32_t wait_slot;
     uint64_t wait_seq;
+    struct proc *wait_caller; /* the server whose callback made it (an init inside proc's, or proc) */
 } fiber;
 
 /* The execution context a worker thread switches from and back to. */

@@ -177,6 +177,10 @@ typedef struct reply_slot {
      * Atomic: gs_kill looks for its target's waits among all slots
      * (reply_slot_interrupt), whatever their state. */
     _Atomic(struct proc *) waiter;
+    /* The server whose callback made the call: the waiter, or a server
+     * whose init runs inside the waiter's callback (gs_start from a
+     * callback). gs_kill of either ends the call. Atomic as waiter. */
+    _Atomic(struct proc *) caller;
     struct async_req *async; /* a gs_send_request (request.c), or NULL */
     /* async is an outside thread's request, which only its waiter frees
      * (gs_wait_request); a server's is freed by its completer at any
@@ -387,14 +391,15 @@ void runtime_wait_enter(gs_runtime *rt);
 void runtime_wait_leave(gs_runtime *rt);
 
 /* reply.c */
-int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns, proc *waiter,
+int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns, proc *waiter, proc *caller,
                     struct async_req *async, bool thread_request, ticket *out);
 reply_slot *reply_slot_of(gs_runtime *rt, uint32_t idx);
 void reply_slot_release(gs_runtime *rt, reply_slot *s, uint32_t idx);
 void reply_slot_sleep(reply_slot *s, uint64_t seen, uint64_t deadline_ns);
 void reply_slot_ring(reply_slot *s);
 int reply_slot_collect(gs_runtime *rt, ticket t, size_t *len_out);
-/* Completes with `status` every call that server p is suspended in (gs_kill). */
+/* Completes with `status` every call that server p is suspended in, or
+ * whose callback (an init run inside another's) it is (gs_kill). */
 void reply_slot_interrupt(gs_runtime *rt, proc *p, int status);
 int reply_slot_wait(gs_runtime *rt, ticket t, uint64_t deadline_ns, size_t *len_out);
 /* links.c: links parent (whose callback runs) and child (past its init,

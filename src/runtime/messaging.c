@@ -177,8 +177,9 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
      * (gs_kill ended the one it was suspended in). relaxed: the flag is
      * set by gs_kill and only read here, a hint the next look repeats. */
     proc *caller = current_proc();
-    if (caller != NULL && proc_rt(caller) == rt &&
-        (atomic_load_explicit(&caller->ctl, memory_order_relaxed) & CTL_KILLED) != 0) {
+    if (caller != NULL && proc_rt(caller) != rt)
+        caller = NULL; /* another runtime's server: not ours to kill */
+    if (caller != NULL && (atomic_load_explicit(&caller->ctl, memory_order_relaxed) & CTL_KILLED) != 0) {
         msg_free(m);
         return GS_EKILLED;
     }
@@ -194,7 +195,7 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
     if (outside)
         runtime_wait_enter(rt);
     ticket t;
-    int rc = reply_slot_take(rt, buf, cap, deadline, owner, NULL, false, &t);
+    int rc = reply_slot_take(rt, buf, cap, deadline, owner, caller, NULL, false, &t);
     if (rc != GS_OK) {
         msg_free(m);
     } else {
@@ -209,6 +210,17 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
             atomic_fetch_add_explicit(&w->blocked, 1, memory_order_relaxed);
             scheduler_before_block(rt);
         }
+        if (rc == GS_OK && caller != NULL) {
+            /* A callback that blocks its thread (an init run by gs_start
+             * on an outside thread, or with no fiber to be had): a kill
+             * whose slot scan came before our WAITING is caught here, as
+             * run_turn catches it for a suspended one (Dekker: WAITING,
+             * a full fence, our look; gs_kill's RMW, its scan). A rare
+             * path, already about to block: the fence costs nothing. */
+            full_fence();
+            if (atomic_load_explicit(&caller->ctl, memory_order_seq_cst) & CTL_KILLED)
+                (void)reply_slot_complete(rt, t, GS_EKILLED, NULL, 0);
+        }
         if (rc == GS_OK)
             rc = reply_slot_wait(rt, t, deadline, len_out);
         if (outside)
@@ -220,6 +232,7 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
     proc *cur = current_proc(); /* the server whose callback calls (maybe an init inside owner's) */
     f->wait_slot = t.slot;
     f->wait_seq = t.seq;
+    f->wait_caller = caller;
     owner->extra->fiber = f;
     f->status = FIBER_SUSPENDED;
     atomic_fetch_add_explicit(&current_worker()->suspended, 1, memory_order_relaxed);

@@ -88,7 +88,7 @@ void reply_table_destroy(gs_runtime *rt)
     pool_destroy(&rt->replies);
 }
 
-int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns, proc *waiter,
+int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns, proc *waiter, proc *caller,
                     struct async_req *async, bool thread_request, ticket *out)
 {
     uint32_t idx;
@@ -110,6 +110,7 @@ int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns,
      * value for an earlier use's ticket. A compiler barrier on x86. */
     atomic_thread_fence(memory_order_release);
     atomic_store_explicit(&s->waiter, waiter, memory_order_relaxed);
+    atomic_store_explicit(&s->caller, caller, memory_order_relaxed);
     atomic_store_explicit(&s->thread_request, thread_request, memory_order_relaxed);
     atomic_store_explicit(&s->sleeping, 0, memory_order_relaxed);
     /* release: buf and cap are visible to the completer that wins the CAS
@@ -306,7 +307,9 @@ void reply_slot_interrupt(gs_runtime *rt, proc *p, int status)
      * completion's CAS then settles any race with the reply or timeout.
      * p cannot exit meanwhile (the caller holds a reference), and a proc
      * cannot exit while suspended, so a call waiting with p as its waiter
-     * is p's, not an earlier server's in the same slot. */
+     * (or caller) is p's, not an earlier server's in the same slot. A
+     * call whose callback is an init run inside p's callback ends too:
+     * p's callback cannot return before that init does. */
     uint32_t high = pool_high_water(&rt->replies);
     for (uint32_t i = 0; i < high; i++) {
         reply_slot *s = slot_at(rt, i);
@@ -318,11 +321,13 @@ void reply_slot_interrupt(gs_runtime *rt, proc *p, int status)
             continue;
 #ifdef GS_TSAN
         proc *waiter = atomic_load_explicit(&s->waiter, memory_order_acquire); /* TSan models no fence */
+        proc *caller = atomic_load_explicit(&s->caller, memory_order_acquire);
 #else
         proc *waiter = atomic_load_explicit(&s->waiter, memory_order_relaxed);
+        proc *caller = atomic_load_explicit(&s->caller, memory_order_relaxed);
         atomic_thread_fence(memory_order_acquire);
 #endif
-        if (waiter == p && atomic_load_explicit(&s->state, memory_order_relaxed) == w)
+        if ((waiter == p || caller == p) && atomic_load_explicit(&s->state, memory_order_relaxed) == w)
             (void)reply_slot_complete(rt, (ticket){i, w >> 2}, status, NULL, 0);
     }
 }

@@ -109,7 +109,7 @@ int gs_send_request(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, s
         a->fallback->sender = GS_NOPID;
     }
     ticket t;
-    if ((rc = reply_slot_take(rt, NULL, 0, deadline, NULL, a, a->mode == ASYNC_THREAD, &t)) != GS_OK) {
+    if ((rc = reply_slot_take(rt, NULL, 0, deadline, NULL, NULL, a, a->mode == ASYNC_THREAD, &t)) != GS_OK) {
         async_free(a);
         msg_free(m);
         return rc;

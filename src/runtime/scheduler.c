@@ -640,11 +640,14 @@ static void run_turn(worker *w, proc *p)
          * the reply comes second makes the server runnable again. The
          * ticket is read first: until our decrement the server cannot
          * resume and make another call. */
-        proc *sp = f->proc;
+        proc *sp = f->proc, *caller = f->wait_caller;
         ticket waiting = {f->wait_slot, f->wait_seq};
         if (atomic_fetch_sub_explicit(&sp->extra->resume_latch, 1, memory_order_seq_cst) == 1) {
             scheduler_make_runnable(w->rt, sp);
-        } else if ((store_load_fence(), atomic_load_explicit(&sp->ctl, memory_order_seq_cst)) & CTL_KILLED) {
+        } else if ((store_load_fence(), (atomic_load_explicit(&sp->ctl, memory_order_seq_cst) |
+                                         (caller != NULL ? atomic_load_explicit(&caller->ctl, memory_order_seq_cst)
+                                                         : 0)) &
+                                            CTL_KILLED)) {
             /* gs_kill ends the call a killed server waits in, but finds it
              * by a scan of the slots, which may have run between the
              * caller's look at KILLED (send_and_wait) and its slot's

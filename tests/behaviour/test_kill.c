@@ -457,3 +457,88 @@ Test(kill, a_kill_reported_too_late_leaves_the_exit_its_own_reason, .timeout = 1
                  bad_rc, bad_terms, bad_down);
     rt_free(rt);
 }
+
+/* ---- an init waiting in a call ------------------------------------------ */
+
+/* A's init registers "in_init" and waits in a call nobody answers; it
+ * returns GS_OK if the call was ended by a kill. Started by P's callback
+ * (its init runs inside P's callback, on P's fiber) or by the test
+ * thread (it blocks the thread). */
+static atomic_int init_in_call, init_call_rc = 1, parent_start_rc = 1, init_register_rc = 1;
+
+static int waiting_init(gs_ctx *ctx, void *state, const void *arg)
+{
+    gs_runtime *rt = gs_ctx_runtime(ctx);
+    atomic_store(&init_register_rc, gs_register(rt, "in_init", gs_self(ctx)));
+    atomic_store(&init_in_call, 1);
+    int rc = gs_call(rt, atomic_load(&mute_pid), 1, NULL, 0, NULL, 0, NULL, GS_INFINITY);
+    atomic_store(&init_call_rc, rc);
+    return rc == GS_EKILLED ? GS_OK : rc;
+}
+
+static const gs_server_ops waiting_init_ops = {.name = "waiting_init", .init = waiting_init};
+
+static int parent_cast(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    gs_pid child;
+    atomic_store(&parent_start_rc, gs_start(gs_ctx_runtime(ctx), &waiting_init_ops, NULL, &child));
+    return GS_OK;
+}
+
+static const gs_server_ops parent_ops = {.name = "parent", .handle_cast = parent_cast};
+
+typedef struct outside_start {
+    gs_runtime *rt;
+    int rc;
+} outside_start;
+
+static void *start_from_outside(void *arg)
+{
+    outside_start *o = arg;
+    gs_pid child;
+    o->rc = gs_start(o->rt, &waiting_init_ops, NULL, &child);
+    return NULL;
+}
+
+/* who: 0 kills the child in its init, started from P's callback; 1 kills
+ * P, whose callback waits in gs_start for that init; 2 kills the child in
+ * its init, started from an outside thread. Either way the init's call
+ * ends (GS_EKILLED), and what was killed goes. */
+static void kill_around_an_init(int who)
+{
+    gs_runtime *rt = rt_new(2);
+    atomic_store(&init_in_call, 0);
+    atomic_store(&init_call_rc, 1);
+    atomic_store(&mute_pid, start_ok(rt, &mute_ops, NULL));
+    gs_pid watcher = start_ok(rt, &down_watcher_ops, NULL);
+    gs_pid parent = GS_NOPID;
+    pthread_t t;
+    outside_start o = {.rt = rt, .rc = 1};
+    if (who < 2) {
+        parent = start_ok(rt, &parent_ops, NULL);
+        cr_assert_eq(gs_cast(rt, parent, 1, NULL, 0), GS_OK);
+    } else {
+        cr_assert_eq(pthread_create(&t, NULL, start_from_outside, &o), 0);
+    }
+    cr_assert(wait_int_eq(&init_in_call, 1, 5000));
+    cr_assert_eq(atomic_load(&init_register_rc), GS_OK);
+    sleep_ms(20); /* waiting in its call by now */
+    gs_pid child;
+    cr_assert_eq(gs_whereis(rt, "in_init", &child), GS_OK);
+    gs_pid victim = who == 1 ? parent : child;
+    atomic_store(&downs_seen, 0);
+    cr_assert_eq(gs_monitor(rt, watcher, victim, NULL), GS_OK);
+    cr_assert_eq(gs_kill(rt, victim), GS_OK);
+    cr_assert(wait_int_eq(&downs_seen, 1, 5000), "the killed server never went");
+    cr_assert_eq(atomic_load(&down_reason_seen), GS_KILLED);
+    cr_assert_eq(atomic_load(&init_call_rc), GS_EKILLED);
+    if (who == 2) {
+        cr_assert_eq(pthread_join(t, NULL), 0);
+        cr_assert_eq(o.rc, GS_OK); /* its init returned GS_OK: started, then killed */
+    }
+    rt_free(rt);
+}
+
+Test(kill, a_child_killed_in_an_init_run_by_a_callback, .timeout = 30) { kill_around_an_init(0); }
+Test(kill, a_parent_killed_while_its_child_s_init_waits, .timeout = 30) { kill_around_an_init(1); }
+Test(kill, a_child_killed_in_an_init_run_by_an_outside_thread, .timeout = 30) { kill_around_an_init(2); }
