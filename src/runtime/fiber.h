@@ -26,11 +26,6 @@ typedef struct fiber {
     bool guarded;             /* has a PROT_NONE guard page (else a canary) */
     struct fiber *next_free;
     void *tsan_fiber;
-    /* The call its server is suspended in (a reply slot's ticket), for the
-     * worker's look at gs_kill after the switch (scheduler.c, run_turn). */
-    uint32_t wait_slot;
-    uint64_t wait_seq;
-    struct proc *wait_caller; /* the server whose callback made it (an init inside proc's, or proc) */
 } fiber;
 
 /* The execution context a worker thread switches from and back to. */

@@ -124,6 +124,14 @@ typedef struct proc_extra {
     struct mon_rec *mon_cursor;  /* where the sweep of dead watchers' records goes on (monitors.c) */
     fiber *fiber;                /* the suspended callback's stack, until resumed */
     _Atomic uint32_t resume_latch; /* 2 at suspension: the worker leaving and the reply each take 1 */
+    /* The call the suspended callback waits in (its reply slot's ticket)
+     * and the server whose callback made it (this one, or an init run
+     * inside its callback), for the worker's look at gs_kill after the
+     * switch (scheduler.c, run_turn). Kept here, not in the fiber, whose
+     * record every turn touches. */
+    uint32_t wait_slot;
+    uint64_t wait_seq;
+    struct proc *wait_caller;
     bool stop_reason_set;        /* gs_set_exit_reason: GS_STOP exits with stop_reason */
     int stop_reason;
     gs_pid *links;               /* linked servers */

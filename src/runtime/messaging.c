@@ -230,9 +230,9 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
     if (deadline != DEADLINE_NEVER && !keep_timeout(rt, t, deadline))
         reply_timed_out(rt, t.slot, t.seq); /* nowhere to keep it: the call times out at once */
     proc *cur = current_proc(); /* the server whose callback calls (maybe an init inside owner's) */
-    f->wait_slot = t.slot;
-    f->wait_seq = t.seq;
-    f->wait_caller = caller;
+    owner->extra->wait_slot = t.slot;
+    owner->extra->wait_seq = t.seq;
+    owner->extra->wait_caller = caller;
     owner->extra->fiber = f;
     f->status = FIBER_SUSPENDED;
     atomic_fetch_add_explicit(&current_worker()->suspended, 1, memory_order_relaxed);
@@ -331,18 +331,16 @@ int gs_kill(gs_runtime *rt, gs_pid pid)
     /* The flag stops the server before its next callback, whatever is
      * queued, and makes the calls its callback makes fail at once
      * (send_and_wait); the message wakes it if it is idle. The flag and
-     * the look at OPEN are one RMW: the exit's close (an RMW clearing
-     * OPEN, then a look at KILLED, proc_dispose) comes wholly before it,
-     * and we report GS_ENOPROC (the exit goes on with its own reason), or
-     * wholly after, and sees the flag: a kill reported made always skips
-     * terminate and reports GS_KILLED. A separate check and set let an
-     * exit already closing run terminate with its own reason after we had
-     * said GS_OK. seq_cst on success: the first half of a Dekker pair with
-     * a worker whose server has just suspended (scheduler.c, run_turn);
+     * the look at OPEN are one RMW, and so is the exit's close, whose
+     * replaced value decides the exit (proc_dispose): if the close came
+     * first we report GS_ENOPROC and the exit keeps its own reason (the
+     * flag then only ends the calls its terminate makes); if we came
+     * first, it skips terminate and reports GS_KILLED. Not once STOPPABLE
+     * is clear: the exit's last step (proc_close_end) clears KILLED with
+     * it, and a flag set after that would stay for the slot's next
+     * server. seq_cst on success: the first half of a Dekker pair with a
+     * worker whose server has just suspended (scheduler.c, run_turn);
      * relaxed on failure: the value is only looked at again. */
-    /* Not once STOPPABLE is clear: the exit's last close (proc_close_end)
-     * clears KILLED with it, and a flag set after that would stay for the
-     * slot's next server. */
     uint64_t cur = atomic_load_explicit(&p->ctl, memory_order_relaxed);
     while ((cur & CTL_STOPPABLE) != 0 &&
            !atomic_compare_exchange_weak_explicit(&p->ctl, &cur, cur | CTL_KILLED, memory_order_seq_cst,

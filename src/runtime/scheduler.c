@@ -640,8 +640,8 @@ static void run_turn(worker *w, proc *p)
          * the reply comes second makes the server runnable again. The
          * ticket is read first: until our decrement the server cannot
          * resume and make another call. */
-        proc *sp = f->proc, *caller = f->wait_caller;
-        ticket waiting = {f->wait_slot, f->wait_seq};
+        proc *sp = f->proc, *caller = sp->extra->wait_caller;
+        ticket waiting = {sp->extra->wait_slot, sp->extra->wait_seq};
         if (atomic_fetch_sub_explicit(&sp->extra->resume_latch, 1, memory_order_seq_cst) == 1) {
             scheduler_make_runnable(w->rt, sp);
         } else if ((store_load_fence(), (atomic_load_explicit(&sp->ctl, memory_order_seq_cst) |
