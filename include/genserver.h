@@ -530,16 +530,16 @@ void gs_trap_exits(gs_ctx *ctx, int on);
  * (calls among them fail with GS_ENOPROC). In C a running callback cannot
  * be interrupted: "kill" means "never run another callback". To make it
  * return soon, a call it is suspended in (gs_call, gs_stop, ...) ends at
- * once with GS_EKILLED, and so does every call it makes afterwards
- * (in Erlang, kill ends a process blocked in gen_server:call too). That
+ * once with GS_EKILLED, and so does every call it makes afterwards (in
+ * Erlang, kill ends a process blocked in gen_server:call too). That
  * includes a call made by its init; an init that gs_start runs inside
  * another server's callback is part of that callback too, so killing
- * that other server ends the init's calls as well. Monitors
- * see reason GS_KILLED, links get an exit signal with it. Does not wait.
- * A server already exiting on its own (its terminate running) is not
- * killed, but its calls are ended the same way. Returns GS_OK, GS_ENOPROC
- * (no such server, or exiting already), GS_EINVAL, GS_EDEADLK (from the
- * server's own callbacks: return a negative code instead), GS_ENOMEM. */
+ * that other server ends the init's calls as well. Monitors see reason
+ * GS_KILLED, links get an exit signal with it. Does not wait. A server
+ * already exiting on its own (its terminate running) is not killed, but
+ * its calls are ended the same way. Returns GS_OK, GS_ENOPROC (no such
+ * server, or exiting already), GS_EINVAL, GS_EDEADLK (from the server's
+ * own callbacks: return a negative code instead), GS_ENOMEM. */
 int gs_kill(gs_runtime *rt, gs_pid pid);
 
 /* ------------------------------------------------------------------ */
