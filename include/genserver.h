@@ -98,7 +98,8 @@ typedef struct gs_server_ops {
      * GS_ECANCELED) or a negative code (gs_start returns it unchanged).
      * A refused server never existed: terminate is not called. Links and
      * monitors it made in init see it exit: with GS_NORMAL after GS_STOP
-     * (a linked server is not harmed), else with init's code.
+     * (a linked server is not harmed), else with init's code; with
+     * GS_KILLED, whatever init returned, if gs_kill removed it meanwhile.
      * Default: GS_OK. */
     int (*init)(gs_ctx *ctx, void *state, const void *arg);
 
@@ -537,9 +538,12 @@ void gs_trap_exits(gs_ctx *ctx, int on);
  * that other server ends the init's calls as well. Monitors see reason
  * GS_KILLED, links get an exit signal with it. Does not wait. A server
  * already exiting on its own (its terminate running) is not killed, but
- * its calls are ended the same way. Returns GS_OK, GS_ENOPROC (no such
- * server, or exiting already), GS_EINVAL, GS_EDEADLK (from the server's
- * own callbacks: return a negative code instead), GS_ENOMEM. */
+ * its calls are ended the same way. Not ended (known gaps): a call into
+ * another runtime, and a call made by an init nested in the killed
+ * server's init (gs_start from an init) other than its own. Returns
+ * GS_OK, GS_ENOPROC (no such server, or exiting already), GS_EINVAL,
+ * GS_EDEADLK (from the server's own callbacks: return a negative code
+ * instead), GS_ENOMEM. */
 int gs_kill(gs_runtime *rt, gs_pid pid);
 
 /* ------------------------------------------------------------------ */

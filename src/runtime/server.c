@@ -336,8 +336,7 @@ static void proc_dispose(proc *p, bool run_terminate, int reason)
      * the flag, to end the calls terminate makes, but a separate load
      * here would have taken it for a kill. */
     if (proc_close_begin(p) & CTL_KILLED) {
-        if (run_terminate)
-            reason = GS_KILLED;
+        reason = GS_KILLED; /* an init refusing after the kill too: it was killed first */
         run_terminate = false;
     }
     if (run_terminate && p->ops->terminate != NULL) {

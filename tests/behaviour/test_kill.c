@@ -464,7 +464,7 @@ Test(kill, a_kill_reported_too_late_leaves_the_exit_its_own_reason, .timeout = 1
  * returns GS_OK if the call was ended by a kill. Started by P's callback
  * (its init runs inside P's callback, on P's fiber) or by the test
  * thread (it blocks the thread). */
-static atomic_int init_in_call, init_call_rc = 1, parent_start_rc = 1, init_register_rc = 1;
+static atomic_int init_in_call, init_call_rc = 1, parent_start_rc = 1, init_register_rc = 1, init_refuses;
 
 static int waiting_init(gs_ctx *ctx, void *state, const void *arg)
 {
@@ -473,7 +473,7 @@ static int waiting_init(gs_ctx *ctx, void *state, const void *arg)
     atomic_store(&init_in_call, 1);
     int rc = gs_call(rt, atomic_load(&mute_pid), 1, NULL, 0, NULL, 0, NULL, GS_INFINITY);
     atomic_store(&init_call_rc, rc);
-    return rc == GS_EKILLED ? GS_OK : rc;
+    return rc == GS_EKILLED && !atomic_load(&init_refuses) ? GS_OK : rc;
 }
 
 static const gs_server_ops waiting_init_ops = {.name = "waiting_init", .init = waiting_init};
@@ -502,11 +502,14 @@ static void *start_from_outside(void *arg)
 
 /* who: 0 kills the child in its init, started from P's callback; 1 kills
  * P, whose callback waits in gs_start for that init; 2 kills the child in
- * its init, started from an outside thread. Either way the init's call
- * ends (GS_EKILLED), and what was killed goes. */
+ * its init, started from an outside thread; 3 as 2, but the init then
+ * refuses (returns the call's GS_EKILLED). Either way the init's call
+ * ends (GS_EKILLED), and what was killed goes, its monitors seeing
+ * GS_KILLED (a refusing init's own code used to win). */
 static void kill_around_an_init(int who)
 {
     gs_runtime *rt = rt_new(2);
+    atomic_store(&init_refuses, who == 3);
     atomic_store(&init_in_call, 0);
     atomic_store(&init_call_rc, 1);
     atomic_store(&mute_pid, start_ok(rt, &mute_ops, NULL));
@@ -532,9 +535,11 @@ static void kill_around_an_init(int who)
     cr_assert(wait_int_eq(&downs_seen, 1, 5000), "the killed server never went");
     cr_assert_eq(atomic_load(&down_reason_seen), GS_KILLED);
     cr_assert_eq(atomic_load(&init_call_rc), GS_EKILLED);
-    if (who == 2) {
+    if (who >= 2) {
         cr_assert_eq(pthread_join(t, NULL), 0);
-        cr_assert_eq(o.rc, GS_OK); /* its init returned GS_OK: started, then killed */
+        /* GS_OK: its init returned GS_OK, started, then killed; or the
+         * init's own refusal. */
+        cr_assert_eq(o.rc, who == 2 ? GS_OK : GS_EKILLED);
     }
     rt_free(rt);
 }
@@ -542,3 +547,4 @@ static void kill_around_an_init(int who)
 Test(kill, a_child_killed_in_an_init_run_by_a_callback, .timeout = 30) { kill_around_an_init(0); }
 Test(kill, a_parent_killed_while_its_child_s_init_waits, .timeout = 30) { kill_around_an_init(1); }
 Test(kill, a_child_killed_in_an_init_run_by_an_outside_thread, .timeout = 30) { kill_around_an_init(2); }
+Test(kill, a_child_killed_in_its_init_is_killed_even_if_init_refuses, .timeout = 30) { kill_around_an_init(3); }
