@@ -570,8 +570,10 @@ static int s_call(gs_ctx *ctx, void *state, const gs_msg *msg, gs_from from)
         } else if (p.nested_pid == GS_NOPID) {
             if (rc != GS_ENOPROC)
                 fail("nested call to GS_NOPID got %d (%s)", rc, gs_strerror(rc));
-        } else if (rc != GS_ETIMEDOUT && rc != GS_ENOPROC) {
-            fail("nested call returned %d (%s), expected GS_OK, GS_ETIMEDOUT or GS_ENOPROC", rc,
+        } else if (rc != GS_ETIMEDOUT && rc != GS_ENOPROC && rc != GS_EKILLED) {
+            /* GS_EKILLED: gs_kill removed this server meanwhile, and ends
+             * the calls its callback makes. */
+            fail("nested call returned %d (%s), expected GS_OK, GS_ETIMEDOUT, GS_ENOPROC or GS_EKILLED", rc,
                  gs_strerror(rc));
         }
         rep.nested_rc = rc;
@@ -855,7 +857,9 @@ static void op_call(driver *dv, int slot, uint64_t b, uint64_t c)
                  slot, rep.gid, rep.v, len, gid, p.v * 2 + 1);
         if (tag == K_NESTED) {
             int nr = rep.nested_rc;
-            bool ok = nr == GS_OK || nr == GS_ETIMEDOUT || nr == GS_ENOPROC || nr == GS_EDEADLK;
+            /* GS_EKILLED: the server was killed while it made the call
+             * (it may still answer ours before it goes). */
+            bool ok = nr == GS_OK || nr == GS_ETIMEDOUT || nr == GS_ENOPROC || nr == GS_EDEADLK || nr == GS_EKILLED;
             if (!ok || (p.nested_pid == pid && nr != GS_EDEADLK))
                 fail("nested rc %d (%s)", nr, gs_strerror(nr));
         }
