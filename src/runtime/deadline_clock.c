@@ -45,19 +45,6 @@
 #define TIGHT_NS 2000u          /* a (TSC, monotonic) pair is read within this, or not used */
 #define CUSHION_NS 100u         /* added to extrapolations: an unfenced TSC read, the shift's truncation */
 
-/* The seqlock's orders. ThreadSanitizer does not model fences (gcc refuses
- * them under -fsanitize=thread): there the fields are read with acquire
- * and written with release instead, which orders the same pairs. */
-#ifdef GS_TSAN
-#define FIELD_LOAD memory_order_acquire
-#define FIELD_STORE memory_order_release
-#define SEQ_FENCE(order) ((void)0)
-#else
-#define FIELD_LOAD memory_order_relaxed
-#define FIELD_STORE memory_order_relaxed
-#define SEQ_FENCE(order) atomic_thread_fence(order)
-#endif
-
 static struct {
     _Atomic uint32_t seq; /* odd while the base moves */
     _Atomic uint64_t tsc_base, mono_base;
@@ -137,7 +124,7 @@ static uint64_t read_and_rebase(void)
 {
     uint64_t m0 = now_ns();
     uint32_t s = atomic_load_explicit(&dc.seq, memory_order_relaxed);
-    uint64_t mono_base = atomic_load_explicit(&dc.mono_base, FIELD_LOAD);
+    uint64_t mono_base = atomic_load_explicit(&dc.mono_base, SEQ_FIELD_LOAD);
     if ((s & 1) != 0 || (mono_base != 0 && m0 - mono_base < REBASE_NS / 2))
         return m0;
     /* acquire: the writer's reads of the calibration below come after it
@@ -152,9 +139,9 @@ static uint64_t read_and_rebase(void)
     uint64_t t = tsc_ordered();
     uint64_t m = now_ns();
     if (m - m0 <= TIGHT_NS) {
-        uint64_t mult = atomic_load_explicit(&dc.mult, FIELD_LOAD);
-        uint64_t tsc_base = atomic_load_explicit(&dc.tsc_base, FIELD_LOAD);
-        if (mult != 0 && t - tsc_base <= atomic_load_explicit(&dc.max_ticks, FIELD_LOAD)) {
+        uint64_t mult = atomic_load_explicit(&dc.mult, SEQ_FIELD_LOAD);
+        uint64_t tsc_base = atomic_load_explicit(&dc.tsc_base, SEQ_FIELD_LOAD);
+        if (mult != 0 && t - tsc_base <= atomic_load_explicit(&dc.max_ticks, SEQ_FIELD_LOAD)) {
             /* The extrapolation for instant t must not be below m0. */
             uint64_t predicted = mono_base + (((t - tsc_base) * mult) >> 32) + 1;
             if (predicted + LAG_TOLERANCE_NS < m0)
@@ -167,14 +154,14 @@ static uint64_t read_and_rebase(void)
             uint64_t dm = m - dc.cal_mono, dt = t - dc.cal_tsc;
             uint64_t rate = (uint64_t)(((unsigned __int128)dm << 32) / dt);
             rate += (rate >> RATE_MARGIN_SHIFT) + 1;
-            atomic_store_explicit(&dc.mult, rate, FIELD_STORE);
+            atomic_store_explicit(&dc.mult, rate, SEQ_FIELD_STORE);
             atomic_store_explicit(&dc.max_ticks, (uint64_t)(((unsigned __int128)REBASE_NS << 32) / rate),
-                                  FIELD_STORE);
+                                  SEQ_FIELD_STORE);
             dc.cal_tsc = t;
             dc.cal_mono = m;
         }
-        atomic_store_explicit(&dc.tsc_base, t, FIELD_STORE);
-        atomic_store_explicit(&dc.mono_base, m, FIELD_STORE);
+        atomic_store_explicit(&dc.tsc_base, t, SEQ_FIELD_STORE);
+        atomic_store_explicit(&dc.mono_base, m, SEQ_FIELD_STORE);
     }
     atomic_store_explicit(&dc.seq, s + 2, memory_order_release); /* the move is complete */
     return m;
@@ -191,10 +178,10 @@ uint64_t deadline_clock_ns(void)
     /* Seqlock read: acquire on the first seq load, an acquire fence
      * before the second, so the fields read belong to one base. */
     uint32_t s = atomic_load_explicit(&dc.seq, memory_order_acquire);
-    uint64_t tsc_base = atomic_load_explicit(&dc.tsc_base, FIELD_LOAD);
-    uint64_t mono_base = atomic_load_explicit(&dc.mono_base, FIELD_LOAD);
-    uint64_t mult = atomic_load_explicit(&dc.mult, FIELD_LOAD);
-    uint64_t max_ticks = atomic_load_explicit(&dc.max_ticks, FIELD_LOAD);
+    uint64_t tsc_base = atomic_load_explicit(&dc.tsc_base, SEQ_FIELD_LOAD);
+    uint64_t mono_base = atomic_load_explicit(&dc.mono_base, SEQ_FIELD_LOAD);
+    uint64_t mult = atomic_load_explicit(&dc.mult, SEQ_FIELD_LOAD);
+    uint64_t max_ticks = atomic_load_explicit(&dc.max_ticks, SEQ_FIELD_LOAD);
     SEQ_FENCE(memory_order_acquire);
     if ((s & 1) == 0 && mult != 0 && atomic_load_explicit(&dc.seq, memory_order_relaxed) == s) {
         uint64_t d = tsc_now() - tsc_base; /* a TSC behind the base wraps: stale */

@@ -20,6 +20,23 @@ void futex_wake(_Atomic uint32_t *word, int count);
 #endif
 #endif
 
+/* Seqlocks over records that may change or be reused under a reader
+ * (deadline_clock.c, reply slots): the reader loads the state, the fields
+ * with SEQ_FIELD_LOAD, SEQ_FENCE(acquire), the state again; the writer
+ * SEQ_FENCE(release) after ending the record's last use, then stores the
+ * fields with SEQ_FIELD_STORE. ThreadSanitizer does not model fences (gcc
+ * refuses some under -fsanitize=thread): there the fields are read with
+ * acquire and written with release instead, which orders the same pairs. */
+#ifdef GS_TSAN
+#define SEQ_FIELD_LOAD memory_order_acquire
+#define SEQ_FIELD_STORE memory_order_release
+#define SEQ_FENCE(order) ((void)0)
+#else
+#define SEQ_FIELD_LOAD memory_order_relaxed
+#define SEQ_FIELD_STORE memory_order_relaxed
+#define SEQ_FENCE(order) atomic_thread_fence(order)
+#endif
+
 /* A full (seq_cst) fence. ThreadSanitizer does not model fences (gcc
  * refuses them under -fsanitize=thread), so there a seq_cst RMW on a
  * private word stands in: a locked instruction is a full barrier on the

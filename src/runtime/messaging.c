@@ -229,7 +229,6 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
     }
     if (deadline != DEADLINE_NEVER && !keep_timeout(rt, t, deadline))
         reply_timed_out(rt, t.slot, t.seq); /* nowhere to keep it: the call times out at once */
-    proc *cur = current_proc(); /* the server whose callback calls (maybe an init inside owner's) */
     owner->extra->wait_slot = t.slot;
     owner->extra->wait_seq = t.seq;
     owner->extra->wait_caller = caller;
@@ -240,7 +239,7 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
     /* Resumed, perhaps on another worker: the reply slot is DONE. A timer
      * armed for it meanwhile is cancelled by the collect (or, if it has
      * gone off already, found the ticket spent and did nothing). */
-    set_current_proc(cur);
+    set_current_proc(caller); /* the server whose callback calls (maybe an init inside owner's) */
     return reply_slot_collect(rt, t, len_out);
 }
 

@@ -107,11 +107,12 @@ int reply_slot_take(gs_runtime *rt, void *buf, size_t cap, uint64_t deadline_ns,
      * change, so that a reader that reads the state, one of them, then the
      * state again after an acquire fence (gs_wait_request,
      * reply_slot_interrupt) sees the state move on if it read this use's
-     * value for an earlier use's ticket. A compiler barrier on x86. */
-    atomic_thread_fence(memory_order_release);
-    atomic_store_explicit(&s->waiter, waiter, memory_order_relaxed);
-    atomic_store_explicit(&s->caller, caller, memory_order_relaxed);
-    atomic_store_explicit(&s->thread_request, thread_request, memory_order_relaxed);
+     * value for an earlier use's ticket (futex.h, seqlocks). A compiler
+     * barrier on x86. */
+    SEQ_FENCE(memory_order_release);
+    atomic_store_explicit(&s->waiter, waiter, SEQ_FIELD_STORE);
+    atomic_store_explicit(&s->caller, caller, SEQ_FIELD_STORE);
+    atomic_store_explicit(&s->thread_request, thread_request, SEQ_FIELD_STORE);
     atomic_store_explicit(&s->sleeping, 0, memory_order_relaxed);
     /* release: buf and cap are visible to the completer that wins the CAS
      * from WAITING with an acquire. */
@@ -319,14 +320,9 @@ void reply_slot_interrupt(gs_runtime *rt, proc *p, int status)
         uint64_t w = atomic_load_explicit(&s->state, memory_order_seq_cst);
         if ((w & 3) != RS_WAITING)
             continue;
-#ifdef GS_TSAN
-        proc *waiter = atomic_load_explicit(&s->waiter, memory_order_acquire); /* TSan models no fence */
-        proc *caller = atomic_load_explicit(&s->caller, memory_order_acquire);
-#else
-        proc *waiter = atomic_load_explicit(&s->waiter, memory_order_relaxed);
-        proc *caller = atomic_load_explicit(&s->caller, memory_order_relaxed);
-        atomic_thread_fence(memory_order_acquire);
-#endif
+        proc *waiter = atomic_load_explicit(&s->waiter, SEQ_FIELD_LOAD);
+        proc *caller = atomic_load_explicit(&s->caller, SEQ_FIELD_LOAD);
+        SEQ_FENCE(memory_order_acquire);
         if ((waiter == p || caller == p) && atomic_load_explicit(&s->state, memory_order_relaxed) == w)
             (void)reply_slot_complete(rt, (ticket){i, w >> 2}, status, NULL, 0);
     }

@@ -232,14 +232,8 @@ static int wait_request(gs_runtime *rt, gs_request req, void *reply, size_t repl
      * second read sees this use's end (IDLE, or a later ticket). An
      * outside thread's request is freed only by its waiter, which is us
      * (one waiter at a time), so once the flag says so it stays put. */
-#ifdef GS_TSAN
-    /* TSan does not model fences (gcc refuses this one): an acquire load
-     * orders the same pair there. */
-    bool thread_request = atomic_load_explicit(&s->thread_request, memory_order_acquire);
-#else
-    bool thread_request = atomic_load_explicit(&s->thread_request, memory_order_relaxed);
-    atomic_thread_fence(memory_order_acquire);
-#endif
+    bool thread_request = atomic_load_explicit(&s->thread_request, SEQ_FIELD_LOAD);
+    SEQ_FENCE(memory_order_acquire);
     uint64_t again = atomic_load_explicit(&s->state, memory_order_relaxed);
     if ((again >> 2) != seq || (again & 3) == 0 /* IDLE */)
         return GS_ENOENT; /* over, or the slot went on to another call (WRITING is this one's reply coming) */
