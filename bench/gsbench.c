@@ -34,7 +34,7 @@ static const bench_workload workloads[] = {
      {{"s", 1000000, true}}, {"stop=cast|async|sync"}},
 #ifndef GS_BENCH_NO_TIMERS
     {"timers", "W7 T one-shot timers, every second one cancelled at once", w7_timers,
-     {{"t", 1000000, true}, {"age_ms", 0, false}}, {NULL}},
+     {{"t", 1000000, true}, {"age_ms", 0, false}, {"stamp_every", 16, false}}, {NULL}},
     {"timer_guard", "W7b arm a timer and cancel it at once, N times (a guard timeout)", w7b_timer_guard,
      {{"n", 2000000, true}, {"delay_ms", 1000, false}, {"settle_ms", 50, false}}, {NULL}},
     {"timer_holders", "W7c H quiet threads hold a far timer each; timer thread kept busy by a 1 ms interval",
