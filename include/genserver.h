@@ -100,7 +100,10 @@ typedef struct gs_server_ops {
      * monitors it made in init see it exit: with GS_NORMAL after GS_STOP
      * (a linked server is not harmed), else with init's code; with
      * GS_KILLED, whatever init returned, if gs_kill removed it meanwhile.
-     * Default: GS_OK. */
+     * When gs_start is called from a callback (or from another init),
+     * that server waits for this init: a gs_call or gs_stop to it from
+     * here returns GS_EDEADLK, as one to the new server itself does (in
+     * OTP such a call hangs until its timeout). Default: GS_OK. */
     int (*init)(gs_ctx *ctx, void *state, const void *arg);
 
     /* A gs_call. Reply with gs_reply(rt, from, ...) before returning GS_OK,
@@ -271,7 +274,8 @@ int gs_cast(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t le
  *   reply_cap bytes were copied), GS_ETIMEDOUT (a reply that comes later
  *   is dropped, never seen by a later call), GS_ENOPROC (no such server,
  *   or it stopped before replying: returned as soon as it stops),
- *   GS_EDEADLK (a server calling itself), GS_ENOREPLY, GS_ENOTSUP (see
+ *   GS_EDEADLK (a server calling itself, or an init calling the server
+ *   whose callback runs it: see init), GS_ENOREPLY, GS_ENOTSUP (see
  *   handle_call), GS_EINVAL (rt NULL, data NULL with len > 0, reply NULL
  *   with reply_cap > 0, a bad timeout, a runtime tag), GS_EAGAIN (the
  *   server's bounded mailbox is full, see gs_start_opts), GS_ENOMEM,
@@ -319,7 +323,8 @@ int gs_reply(gs_runtime *rt, gs_from from, const void *data, size_t len);
  * Returns GS_OK once it has terminated, GS_ETIMEDOUT if that took longer
  * (the server still stops), GS_ENOPROC for a pid that is not a live
  * server, GS_EDEADLK from inside the server's own callbacks (there, return
- * GS_STOP), GS_EINVAL (rt NULL, bad timeout), GS_ENOMEM. Stopping a server
+ * GS_STOP) or from an init that its callback runs (see init), GS_EINVAL
+ * (rt NULL, bad timeout), GS_ENOMEM. Stopping a server
  * twice concurrently: both return once it has terminated. */
 int gs_stop(gs_runtime *rt, gs_pid pid, int reason, int timeout_ms);
 

@@ -87,9 +87,9 @@ typedef struct gs_sup_spec {
  * supervisors being stopped at once. Use at least 2 workers, plus one per
  * nested supervisor level.
  *
- * A child's init runs on the supervisor's worker while the supervisor is
- * busy: it must not call the supervisor (gs_supervisor_* on its own
- * supervisor would wait forever).
+ * A child's init runs inside the supervisor's callback, which waits for
+ * it: gs_supervisor_* (and any gs_call or gs_stop) on its own supervisor
+ * returns GS_EDEADLK there (in OTP such a call hangs).
  *
  * A child may call its own supervisor from its other callbacks, its
  * terminate included, even while the supervisor is stopping it: the

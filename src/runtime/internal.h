@@ -346,6 +346,19 @@ worker *current_worker(void) __attribute__((noinline));
 worker *worker_of(gs_runtime *rt);
 proc *current_proc(void) __attribute__((noinline));
 void set_current_proc(proc *p) __attribute__((noinline));
+/* The servers whose callbacks are running an init on this thread (gs_start
+ * from a callback, or from an init), innermost first: one frame on the
+ * stack of each such gs_start. Such a server cannot answer a call or a
+ * stop until the init returns, so waiting on it is refused with
+ * GS_EDEADLK like waiting on oneself (msg_check_target). A worker's list
+ * is empty between turns: a callback that suspends takes its list with
+ * it (send_and_wait). */
+typedef struct init_frame {
+    proc *outer;              /* the server whose callback (or init) runs this init */
+    struct init_frame *prev;  /* the frame of the gs_start that runs `outer`'s own init, or NULL */
+} init_frame;
+init_frame *current_init_frames(void) __attribute__((noinline));
+void set_current_init_frames(init_frame *f) __attribute__((noinline));
 
 /* ---- module functions ------------------------------------------------- */
 /* proc_table.c */
@@ -488,7 +501,7 @@ static inline void msg_header_init(msg *m, uint8_t kind, uint32_t tag, gs_pid se
     m->len = len;
     m->home = home;
 }
-int msg_check_target(gs_runtime *rt, gs_pid to, struct proc **self);
+int msg_check_target(gs_runtime *rt, gs_pid to, bool waits, struct proc **self);
 int msg_send(gs_runtime *rt, gs_pid to, msg *m);
 int msg_check_payload(gs_runtime *rt, uint32_t tag, const void *data, size_t len);
 proc *msg_current_server(gs_runtime *rt); /* the server whose callback this thread runs, if of rt */

@@ -109,15 +109,23 @@ int msg_check_payload(gs_runtime *rt, uint32_t tag, const void *data, size_t len
 }
 
 /* The target of a call, a stop or a request: GS_ENOPROC for GS_NOPID,
- * GS_EDEADLK for the calling server itself. *self: the calling server,
- * or NULL for an outside thread. */
-int msg_check_target(gs_runtime *rt, gs_pid to, proc **self)
+ * GS_EDEADLK for the calling server itself and, when the caller `waits`
+ * for the target (a call, a stop), for a server whose callback runs the
+ * calling init (internal.h, init_frame): it cannot answer before the
+ * init returns. *self: the calling server, or NULL for an outside
+ * thread. */
+int msg_check_target(gs_runtime *rt, gs_pid to, bool waits, proc **self)
 {
     *self = msg_current_server(rt);
     if (to == GS_NOPID)
         return GS_ENOPROC;
     if (*self != NULL && (*self)->pid == to)
         return GS_EDEADLK;
+    if (waits) {
+        for (const init_frame *f = current_init_frames(); f != NULL; f = f->prev)
+            if (proc_rt(f->outer) == rt && f->outer->pid == to)
+                return GS_EDEADLK;
+    }
     return GS_OK;
 }
 
@@ -233,6 +241,13 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
     owner->extra->wait_seq = t.seq;
     owner->extra->wait_caller = caller;
     owner->extra->fiber = f;
+    /* An init suspending inside owner's callback takes its list of
+     * waiting servers along: the worker's next turn is not inside them.
+     * Only an init has such a list (owner's own callback has none), so
+     * the common case costs a compare. */
+    init_frame *frames = caller != owner ? current_init_frames() : NULL;
+    if (frames != NULL)
+        set_current_init_frames(NULL);
     f->status = FIBER_SUSPENDED;
     atomic_fetch_add_explicit(&current_worker()->suspended, 1, memory_order_relaxed);
     fiber_leave(fiber_current_home(), f);
@@ -240,6 +255,8 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
      * armed for it meanwhile is cancelled by the collect (or, if it has
      * gone off already, found the ticket spent and did nothing). */
     set_current_proc(caller); /* the server whose callback calls (maybe an init inside owner's) */
+    if (frames != NULL)
+        set_current_init_frames(frames); /* a worker's own list is empty between turns */
     return reply_slot_collect(rt, t, len_out);
 }
 
@@ -253,7 +270,7 @@ int gs_call(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t le
         return GS_EINVAL;
     uint64_t deadline;
     proc *self;
-    if ((rc = timeout_to_deadline(timeout_ms, &deadline)) != GS_OK || (rc = msg_check_target(rt, to, &self)) != GS_OK)
+    if ((rc = timeout_to_deadline(timeout_ms, &deadline)) != GS_OK || (rc = msg_check_target(rt, to, true, &self)) != GS_OK)
         return rc;
     msg *m = msg_new(rt, MSG_CALL, tag, data, len);
     if (m == NULL)
@@ -297,7 +314,7 @@ int gs_stop(gs_runtime *rt, gs_pid pid, int reason, int timeout_ms)
     uint64_t deadline;
     proc *self;
     int rc = timeout_to_deadline(timeout_ms, &deadline);
-    if (rc != GS_OK || (rc = msg_check_target(rt, pid, &self)) != GS_OK)
+    if (rc != GS_OK || (rc = msg_check_target(rt, pid, true, &self)) != GS_OK)
         return rc;
     msg *m = msg_new(rt, MSG_STOP, 0, NULL, 0);
     if (m == NULL)

@@ -87,7 +87,7 @@ int gs_send_request(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, s
         return GS_EINVAL;
     uint64_t deadline;
     proc *self;
-    if ((rc = timeout_to_deadline(timeout_ms, &deadline)) != GS_OK || (rc = msg_check_target(rt, to, &self)) != GS_OK)
+    if ((rc = timeout_to_deadline(timeout_ms, &deadline)) != GS_OK || (rc = msg_check_target(rt, to, false, &self)) != GS_OK)
         return rc;
     async_req *a = gs_calloc(1, sizeof *a);
     msg *m = msg_new(rt, MSG_CALL, tag, data, len);

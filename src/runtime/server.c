@@ -38,6 +38,18 @@ __attribute__((noinline)) void set_current_proc(proc *p)
     tl_proc = p;
 }
 
+static _Thread_local init_frame *tl_init_frames __attribute__((tls_model("initial-exec")));
+
+__attribute__((noinline)) init_frame *current_init_frames(void)
+{
+    return tl_init_frames;
+}
+
+__attribute__((noinline)) void set_current_init_frames(init_frame *f)
+{
+    tl_init_frames = f;
+}
+
 static inline gs_ctx *ctx_of(proc *p)
 {
     return (gs_ctx *)p;
@@ -622,9 +634,18 @@ static int start_server(gs_runtime *rt, const gs_server_ops *ops, const void *ar
     gs_pid pid = p->pid;
 
     proc *saved = current_proc();
+    /* Inside a callback (or an init): that server waits for this init, and
+     * the init's calls and stops must not wait on it (internal.h). */
+    init_frame frame = {saved, NULL};
+    if (saved != NULL) {
+        frame.prev = current_init_frames();
+        set_current_init_frames(&frame);
+    }
     set_current_proc(p);
     rc = ops->init != NULL ? ops->init(ctx_of(p), state, arg) : GS_OK;
     set_current_proc(saved);
+    if (saved != NULL)
+        set_current_init_frames(frame.prev);
 
     if (rc == GS_OK && link_parent != NULL && (rc = links_join_new(link_parent, p)) != GS_OK) {
         /* Started, but it cannot be linked (out of memory): it goes at

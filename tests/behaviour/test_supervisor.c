@@ -954,3 +954,46 @@ Test(supervisor, a_child_whose_terminate_calls_the_supervisor_is_forced, .timeou
 {
     stop_a_child_that_calls(&term_caller_ops, 100);
 }
+
+/* A child whose init asks its own supervisor: the supervisor is running
+ * that init from its callback and cannot answer. The call used to wait
+ * for ever (the supervisor's requests have no timeout); it returns
+ * GS_EDEADLK, at the run-time start and at a restart alike. The child
+ * crashes on its first message so that the supervisor restarts it. */
+static _Atomic gs_pid asking_sup;
+static atomic_int asking_inits, asking_rc;
+
+static int asking_init(gs_ctx *ctx, void *state, const void *arg)
+{
+    gs_pid p;
+    atomic_store(&asking_rc, gs_supervisor_which_child(gs_ctx_runtime(ctx), atomic_load(&asking_sup), "asking", &p));
+    atomic_fetch_add(&asking_inits, 1);
+    return GS_OK;
+}
+
+static int asking_cast(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    return GS_ESHUTDOWN; /* a crash: restarted */
+}
+
+static const gs_server_ops asking_ops = {.name = "asking", .init = asking_init, .handle_cast = asking_cast};
+
+Test(supervisor, a_child_whose_init_asks_the_supervisor_is_refused, .timeout = 30)
+{
+    gs_runtime *rt = rt_logged(2);
+    gs_sup_spec spec = {.strategy = GS_ONE_FOR_ONE, .intensity = 3, .period_ms = 1000};
+    gs_pid sup, c;
+    cr_assert_eq(gs_supervisor_start(rt, &spec, &sup), GS_OK);
+    atomic_store(&asking_sup, sup);
+    atomic_store(&asking_rc, 0);
+    gs_child_spec cs = {.id = "asking", .ops = &asking_ops, .restart = GS_PERMANENT, .shutdown_ms = 1000};
+    cr_assert_eq(gs_supervisor_start_child(rt, sup, &cs, &c), GS_OK);
+    cr_assert_eq(atomic_load(&asking_rc), GS_EDEADLK, "the init's call returned %d", atomic_load(&asking_rc));
+    atomic_store(&asking_rc, 0);
+    cr_assert_eq(gs_cast(rt, c, 1, NULL, 0), GS_OK);
+    gs_pid c2 = wait_new_pid(rt, sup, "asking", c);
+    cr_assert_neq(c2, c);
+    cr_assert_eq(atomic_load(&asking_inits), 2);
+    cr_assert_eq(atomic_load(&asking_rc), GS_EDEADLK, "at the restart: %d", atomic_load(&asking_rc));
+    rt_free(rt);
+}

@@ -1,0 +1,207 @@
+/* test_init_deadlock.c - an init run inside a server's callback (gs_start
+ * from handle_call) must not wait on that server: it cannot answer until
+ * the init returns. gs_call and gs_stop to it return GS_EDEADLK at once
+ * (they used to wait out their timeout, or for ever); a request, which
+ * does not wait, still goes out. The list of such servers follows an init
+ * that suspends in a call, and stays out of the worker's other turns.
+ *
+ * Results are recorded by the servers and asserted on the test thread. */
+#include "common.h"
+
+enum { P_START_CHILD = 1, P_PING, S_HOLD, S_RELEASE, Q_GO };
+enum { M_CALL, M_STOP, M_REQUEST, M_GRANDCHILD, M_SUSPEND };
+
+#define NONE 12345 /* "not recorded": never a status code */
+
+static gs_pid g_parent, g_slow, g_q;
+static atomic_int g_rc1, g_rc2, g_rc3, g_q_rc;
+
+static void reset(void)
+{
+    atomic_store(&g_rc1, NONE);
+    atomic_store(&g_rc2, NONE);
+    atomic_store(&g_rc3, NONE);
+    atomic_store(&g_q_rc, NONE);
+}
+
+static int ping_parent(gs_ctx *ctx)
+{
+    int64_t r = 0;
+    return gs_call(gs_ctx_runtime(ctx), g_parent, P_PING, NULL, 0, &r, sizeof r, NULL, 1000);
+}
+
+/* Started by the child's init: the parent and the child both wait for it. */
+static int grandchild_init(gs_ctx *ctx, void *state, const void *arg)
+{
+    gs_pid child = *(const gs_pid *)arg;
+    int64_t r = 0;
+    atomic_store(&g_rc2, ping_parent(ctx));
+    atomic_store(&g_rc3, gs_call(gs_ctx_runtime(ctx), child, P_PING, NULL, 0, &r, sizeof r, NULL, 1000));
+    return GS_OK;
+}
+
+static const gs_server_ops grandchild_ops = {.name = "grandchild", .init = grandchild_init};
+
+static int child_init(gs_ctx *ctx, void *state, const void *arg)
+{
+    gs_runtime *rt = gs_ctx_runtime(ctx);
+    switch (*(const int *)arg) {
+    case M_CALL:
+        atomic_store(&g_rc1, ping_parent(ctx));
+        break;
+    case M_STOP:
+        atomic_store(&g_rc1, gs_stop(rt, g_parent, GS_NORMAL, 1000));
+        break;
+    case M_REQUEST: {
+        gs_request req;
+        atomic_store(&g_rc1, gs_send_request(rt, g_parent, P_PING, NULL, 0, 1000, &req));
+        break;
+    }
+    case M_GRANDCHILD: {
+        gs_pid self = gs_self(ctx), g = GS_NOPID;
+        atomic_store(&g_rc1, gs_start(rt, &grandchild_ops, &self, &g));
+        break;
+    }
+    case M_SUSPEND: {
+        /* Suspends the parent's fiber until q has run on the worker. */
+        int64_t r = 0;
+        atomic_store(&g_rc1, gs_call(rt, g_slow, S_HOLD, NULL, 0, &r, sizeof r, NULL, 5000));
+        atomic_store(&g_rc2, ping_parent(ctx)); /* resumed: still inside the parent's callback */
+        break;
+    }
+    }
+    return GS_OK;
+}
+
+static const gs_server_ops child_ops = {.name = "child", .init = child_init};
+
+/* The parent starts a child from its handle_call and replies the start's
+ * result; a ping gets 1. */
+static int parent_call(gs_ctx *ctx, void *state, const gs_msg *m, gs_from from)
+{
+    gs_runtime *rt = gs_ctx_runtime(ctx);
+    int64_t r = 1;
+    if (m->tag == P_START_CHILD) {
+        gs_pid child = GS_NOPID;
+        r = gs_start(rt, &child_ops, m->data, &child);
+        if (r == GS_OK)
+            (void)gs_stop(rt, child, GS_NORMAL, 5000);
+    }
+    return gs_reply(rt, from, &r, sizeof r);
+}
+
+static const gs_server_ops parent_ops = {.name = "parent", .handle_call = parent_call};
+
+/* s holds a call until q tells it to answer. */
+typedef struct {
+    gs_from held;
+    bool holding;
+} slow_state;
+
+static int slow_call(gs_ctx *ctx, void *state, const gs_msg *m, gs_from from)
+{
+    slow_state *s = state;
+    s->held = from;
+    s->holding = true;
+    (void)gs_cast(gs_ctx_runtime(ctx), g_q, Q_GO, NULL, 0);
+    return GS_NOREPLY;
+}
+
+static int slow_cast(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    slow_state *s = state;
+    int64_t r = 7;
+    if (m->tag == S_RELEASE && s->holding) {
+        s->holding = false;
+        gs_reply(gs_ctx_runtime(ctx), s->held, &r, sizeof r);
+    }
+    return GS_OK;
+}
+
+static const gs_server_ops slow_ops = {
+    .name = "slow", .state_size = sizeof(slow_state), .handle_call = slow_call, .handle_cast = slow_cast};
+
+/* q runs while the parent's fiber is suspended: its call to the parent is
+ * an ordinary wait (answered once the parent's callback returns). */
+static int q_cast(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    (void)gs_cast(gs_ctx_runtime(ctx), g_slow, S_RELEASE, NULL, 0);
+    int64_t r = 0;
+    atomic_store(&g_q_rc, gs_call(gs_ctx_runtime(ctx), g_parent, P_PING, NULL, 0, &r, sizeof r, NULL, 5000));
+    return GS_OK;
+}
+
+static const gs_server_ops q_ops = {.name = "q", .handle_cast = q_cast};
+
+/* Asks the parent to start a child in `mode`; returns what gs_start gave. */
+static int64_t start_child(gs_runtime *rt, int mode)
+{
+    int64_t r = NONE;
+    int rc = gs_call(rt, g_parent, P_START_CHILD, &mode, sizeof mode, &r, sizeof r, NULL, 10000);
+    cr_assert_eq(rc, GS_OK, "the parent's call returned %d (%s)", rc, gs_strerror(rc));
+    return r;
+}
+
+static gs_runtime *setup(unsigned workers)
+{
+    reset();
+    gs_runtime *rt = rt_new(workers);
+    g_parent = start_ok(rt, &parent_ops, NULL);
+    return rt;
+}
+
+Test(init_deadlock, call_to_the_server_running_the_init, .timeout = 10)
+{
+    gs_runtime *rt = setup(2);
+    int64_t t0 = now_ms();
+    cr_assert_eq(start_child(rt, M_CALL), GS_OK);
+    cr_assert_eq(atomic_load(&g_rc1), GS_EDEADLK, "the init's call returned %d", atomic_load(&g_rc1));
+    cr_assert_lt(now_ms() - t0, 900, "refused at once, not after the call's timeout");
+    int64_t r = 0;
+    cr_assert_eq(call_i64(rt, g_parent, P_PING, 0, &r, 5000), GS_OK);
+    rt_free(rt);
+}
+
+Test(init_deadlock, stop_of_the_server_running_the_init, .timeout = 10)
+{
+    gs_runtime *rt = setup(2);
+    cr_assert_eq(start_child(rt, M_STOP), GS_OK);
+    cr_assert_eq(atomic_load(&g_rc1), GS_EDEADLK, "the init's stop returned %d", atomic_load(&g_rc1));
+    int64_t r = 0;
+    cr_assert_eq(call_i64(rt, g_parent, P_PING, 0, &r, 5000), GS_OK, "the parent was not stopped");
+    rt_free(rt);
+}
+
+Test(init_deadlock, request_to_the_server_running_the_init_still_goes, .timeout = 10)
+{
+    gs_runtime *rt = setup(2);
+    cr_assert_eq(start_child(rt, M_REQUEST), GS_OK);
+    cr_assert_eq(atomic_load(&g_rc1), GS_OK, "the init's request returned %d", atomic_load(&g_rc1));
+    rt_free(rt);
+}
+
+Test(init_deadlock, nested_init_refuses_both_servers_it_runs_inside, .timeout = 10)
+{
+    gs_runtime *rt = setup(2);
+    cr_assert_eq(start_child(rt, M_GRANDCHILD), GS_OK);
+    cr_assert_eq(atomic_load(&g_rc1), GS_OK, "starting the grandchild returned %d", atomic_load(&g_rc1));
+    cr_assert_eq(atomic_load(&g_rc2), GS_EDEADLK, "calling the parent returned %d", atomic_load(&g_rc2));
+    cr_assert_eq(atomic_load(&g_rc3), GS_EDEADLK, "calling the child returned %d", atomic_load(&g_rc3));
+    rt_free(rt);
+}
+
+/* One worker: while the init waits in its call, q runs on the same thread
+ * and calls the parent (an ordinary wait, answered later); after the
+ * resume the init is inside the parent's callback again. */
+Test(init_deadlock, suspended_init_takes_its_servers_along, .timeout = 15)
+{
+    gs_runtime *rt = setup(1);
+    g_slow = start_ok(rt, &slow_ops, NULL);
+    g_q = start_ok(rt, &q_ops, NULL);
+    cr_assert_eq(start_child(rt, M_SUSPEND), GS_OK);
+    cr_assert_eq(atomic_load(&g_rc1), GS_OK, "the init's call to slow returned %d", atomic_load(&g_rc1));
+    cr_assert_eq(atomic_load(&g_rc2), GS_EDEADLK, "after resuming, calling the parent returned %d",
+                 atomic_load(&g_rc2));
+    cr_assert(wait_int_eq(&g_q_rc, GS_OK, 5000), "q's call to the parent returned %d", atomic_load(&g_q_rc));
+    rt_free(rt);
+}
