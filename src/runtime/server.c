@@ -334,7 +334,12 @@ static void drain_mailbox(proc *p)
 }
 
 /* Ends a server: see the top of the file. Must not touch p afterwards. */
-static void proc_dispose(proc *p, bool run_terminate, int reason)
+static void exit_log(proc *p, bool killed, int reason);
+
+/* Ends p: terminate (if run_terminate), names, slot, queue, timers, links,
+ * monitors, waiters. log_exit: a server that ran (not a refused init)
+ * says how it went, by what the close decided. */
+static void proc_dispose(proc *p, bool run_terminate, int reason, bool log_exit)
 {
     gs_runtime *rt = proc_rt(p);
     /* A gs_kill that got in before the slot closed wins over the exit
@@ -347,7 +352,10 @@ static void proc_dispose(proc *p, bool run_terminate, int reason)
      * came first. A kill after the close (reported GS_ENOPROC) still sets
      * the flag, to end the calls terminate makes, but a separate load
      * here would have taken it for a kill. */
-    if (proc_close_begin(p) & CTL_KILLED) {
+    bool killed = (proc_close_begin(p) & CTL_KILLED) != 0;
+    if (log_exit)
+        exit_log(p, killed, reason);
+    if (killed) {
         reason = GS_KILLED; /* an init refusing after the kill too: it was killed first */
         run_terminate = false;
     }
@@ -389,11 +397,12 @@ static void proc_dispose(proc *p, bool run_terminate, int reason)
         futex_wake(&rt->live, 1);
 }
 
-static void server_exit(proc *p)
+/* The exit's log line: a kill (decided by the close, see proc_dispose),
+ * an exit signal from a killed link, or a crash report. */
+static void exit_log(proc *p, bool killed, int reason)
 {
-    int reason = p->exit_reason;
     char pidbuf[48];
-    if (atomic_load_explicit(&p->ctl, memory_order_acquire) & CTL_KILLED) { /* gs_kill: see proc_dispose */
+    if (killed) {
         log_write(proc_rt(p), GS_LOG_INFO, "server '%s' %s killed: terminate skipped", server_name(p),
                   gs_pid_format(p->pid, pidbuf, sizeof pidbuf));
     } else if (reason == GS_KILLED) { /* an exit signal through a link: terminate runs */
@@ -405,7 +414,11 @@ static void server_exit(proc *p)
                   server_name(p), gs_pid_format(p->pid, pidbuf, sizeof pidbuf), reason, gs_strerror(reason),
                   p->last_tag);
     }
-    proc_dispose(p, true, reason);
+}
+
+static void server_exit(proc *p)
+{
+    proc_dispose(p, true, p->exit_reason, true);
 }
 
 void gs_set_exit_reason(gs_ctx *ctx, int reason)
@@ -650,7 +663,7 @@ static int start_server(gs_runtime *rt, const gs_server_ops *ops, const void *ar
     if (rc == GS_OK && link_parent != NULL && (rc = links_join_new(link_parent, p)) != GS_OK) {
         /* Started, but it cannot be linked (out of memory): it goes at
          * once, terminate included, and the parent learns why. */
-        proc_dispose(p, true, rc);
+        proc_dispose(p, true, rc, false);
         return rc;
     }
     if (rc == GS_OK) {
@@ -673,6 +686,6 @@ static int start_server(gs_runtime *rt, const gs_server_ops *ops, const void *ar
                   server_name(p), gs_pid_format(pid, pidbuf, sizeof pidbuf), rc);
         rc = exit_reason = GS_EBADRETURN;
     }
-    proc_dispose(p, false, exit_reason); /* refused: no terminate */
+    proc_dispose(p, false, exit_reason, false); /* refused: no terminate */
     return rc;
 }

@@ -458,6 +458,71 @@ Test(kill, a_kill_reported_too_late_leaves_the_exit_its_own_reason, .timeout = 1
     rt_free(rt);
 }
 
+/* The same race with a crash: the exit's log line must agree with what
+ * gs_kill said. The line used to be chosen by a load of the kill flag
+ * before the slot's close, so a kill in between (reported GS_OK, DOWN
+ * GS_KILLED) came with a crash report. */
+#define CRASH_REASON (-100)
+static atomic_int crash_logs, kill_logs;
+
+static void exit_line_counter(void *user, int level, const char *line)
+{
+    if (strstr(line, "crash report") != NULL)
+        atomic_fetch_add(&crash_logs, 1);
+    else if (strstr(line, "killed: terminate skipped") != NULL)
+        atomic_fetch_add(&kill_logs, 1);
+}
+
+static int crash_cast(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    atomic_store(&own_exit_in_cast, 1);
+    return CRASH_REASON;
+}
+
+static const gs_server_ops crash_exit_ops = {.name = "crash_exit", .handle_cast = crash_cast};
+
+Test(kill, a_kill_racing_a_crash_is_logged_as_what_gs_kill_said, .timeout = 120)
+{
+    gs_runtime *rt = rt_new(2);
+    gs_set_logger(rt, exit_line_counter, NULL);
+    gs_pid watcher = start_ok(rt, &down_watcher_ops, NULL);
+    uint64_t seed = 7;
+    int bad = 0, bad_rc = 0, bad_down = 0, bad_crash = 0, bad_kill = 0, killed = 0;
+    for (int i = 0; i < 2000; i++) {
+        atomic_store(&own_exit_in_cast, 0);
+        atomic_store(&downs_seen, 0);
+        atomic_store(&crash_logs, 0);
+        atomic_store(&kill_logs, 0);
+        gs_pid s = start_ok(rt, &crash_exit_ops, NULL);
+        cr_assert_eq(gs_monitor(rt, watcher, s, NULL), GS_OK);
+        cr_assert_eq(gs_cast(rt, s, 1, NULL, 0), GS_OK);
+        for (int spins = 0; !atomic_load(&own_exit_in_cast) && spins < 5000000; spins++)
+            if ((spins & 4095) == 4095)
+                sched_yield();
+        for (volatile unsigned x = 0, n = (unsigned)(xorshift64(&seed) % 2000); x < n; x++)
+            ;
+        int rc = gs_kill(rt, s);
+        killed += rc == GS_OK;
+        /* The line is written before the monitors fire. */
+        cr_assert(wait_int_eq(&downs_seen, 1, 5000), "no DOWN for round %d", i);
+        int down = atomic_load(&down_reason_seen), crash = atomic_load(&crash_logs), kill = atomic_load(&kill_logs);
+        bool consistent = (rc == GS_OK && down == GS_KILLED && kill == 1 && crash == 0) ||
+                          (rc == GS_ENOPROC && down == CRASH_REASON && kill == 0 && crash == 1);
+        if (!consistent && bad++ == 0) {
+            bad_rc = rc;
+            bad_down = down;
+            bad_crash = crash;
+            bad_kill = kill;
+        }
+    }
+    cr_log_info("%d of 2000 kills reported GS_OK", killed);
+    cr_assert_eq(bad, 0,
+                 "%d of 2000 rounds inconsistent (%d kills reported GS_OK); the first: gs_kill %d, DOWN %d, "
+                 "crash reports %d, kill lines %d",
+                 bad, killed, bad_rc, bad_down, bad_crash, bad_kill);
+    rt_free(rt);
+}
+
 /* ---- an init waiting in a call ------------------------------------------ */
 
 /* A's init registers "in_init" and waits in a call nobody answers; it
