@@ -277,10 +277,27 @@ static void fire(gs_runtime *rt, timer_rec *r, uint64_t now)
 typedef struct serve_ctx {
     gs_runtime *rt;
     uint64_t now;
+    bool due_parked; /* a due timer was parked behind waiting ones (on_tick) */
 } serve_ctx;
 
+/* The bucket of the tick being served that holds `ns` (at or after the
+ * tick's start). */
+static unsigned bucket_of(timer_service *ts, uint64_t ns)
+{
+    uint64_t b = (ns - tick_start_ns(ts, ts->bucket_tick)) / NS_PER_SUB;
+    return b < SUB_BUCKETS ? (unsigned)b : SUB_BUCKETS - 1;
+}
+
 /* The wheel hands out a timer of the tick being served: fire it if due,
- * else park it in the bucket of its deadline. */
+ * else park it in the bucket of its deadline.
+ * Order: a timer handed out after its tick began (armed late in it, or
+ * taken in late) may be due at once while one armed before it with the
+ * same delay, handed out on an earlier pass when it was not yet due,
+ * still waits in a bucket for the bucket's end: firing the new one at
+ * once would overtake it (the header promises the order; delay-0 timers
+ * did overtake). So a due timer with a waiting timer in its bucket or an
+ * earlier one is parked behind them, and serve() then fires the due part
+ * of the current bucket in list order (fire_due_in_bucket). */
 static void on_tick(wheel_timer *wt, void *arg)
 {
     serve_ctx *c = arg;
@@ -288,15 +305,21 @@ static void on_tick(wheel_timer *wt, void *arg)
     timer_rec *r = rec_from_wheel(wt);
     r->where = AT_NOWHERE;
     uint64_t deadline = atomic_load_explicit(&r->deadline_ns, memory_order_relaxed);
+    uint64_t tick_start = tick_start_ns(ts, ts->bucket_tick);
     if (deadline <= c->now) {
-        fire(c->rt, r, c->now);
+        /* A deadline before the tick is older than everything waiting. */
+        unsigned b = deadline < tick_start ? 0 : bucket_of(ts, deadline);
+        if (deadline < tick_start || (ts->buckets_used & ((2u << b) - 1)) == 0) {
+            fire(c->rt, r, c->now);
+            return;
+        }
+        bucket_add(ts, r, b);
+        c->due_parked = true;
         return;
     }
     /* Not due: its deadline lies in the tick being served (the wheel
-     * hands out no later tick), so the bucket index is below SUB_BUCKETS. */
-    uint64_t into = deadline - tick_start_ns(ts, ts->bucket_tick);
-    unsigned b = (unsigned)(into / NS_PER_SUB);
-    bucket_add(ts, r, b < SUB_BUCKETS ? b : SUB_BUCKETS - 1);
+     * hands out no later tick). */
+    bucket_add(ts, r, bucket_of(ts, deadline));
 }
 
 /* Fires every bucket whose end is at or before `until` (all of them for
@@ -318,6 +341,23 @@ static void fire_buckets(gs_runtime *rt, uint64_t until, uint64_t now)
     }
 }
 
+/* Fires the due timers of the bucket holding `now`, in list order,
+ * leaving the rest for the bucket's end (see on_tick). The buckets before
+ * it are empty: fire_buckets(now) has fired them. */
+static void fire_due_in_bucket(gs_runtime *rt, uint64_t now)
+{
+    timer_service *ts = rt->timers;
+    wheel_timer *head = &ts->buckets[bucket_of(ts, now)];
+    for (wheel_timer *wt = head->next, *next; wt != head; wt = next) {
+        next = wt->next; /* read first: fire frees the record */
+        timer_rec *r = rec_from_wheel(wt);
+        if (atomic_load_explicit(&r->deadline_ns, memory_order_relaxed) <= now) {
+            bucket_unlink(ts, r);
+            fire(rt, r, now);
+        }
+    }
+}
+
 /* Brings the wheel and the buckets up to `now`. */
 static void serve(gs_runtime *rt, uint64_t now)
 {
@@ -328,9 +368,11 @@ static void serve(gs_runtime *rt, uint64_t now)
         ts->bucket_tick = tick;
     }
     lateness_round(&ts->lateness, now);
-    serve_ctx c = {rt, now};
+    serve_ctx c = {rt, now, false};
     wheel_advance(ts->wheel, tick, on_tick, &c);
     fire_buckets(rt, now, now);
+    if (c.due_parked)
+        fire_due_in_bucket(rt, now);
 }
 
 /* When serve() next has work: the end of the first occupied bucket or
