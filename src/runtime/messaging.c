@@ -184,9 +184,8 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
     /* A killed server's callback is to return: its calls fail at once
      * (gs_kill ended the one it was suspended in). relaxed: the flag is
      * set by gs_kill and only read here, a hint the next look repeats. */
-    proc *caller = current_proc();
-    if (caller != NULL && proc_rt(caller) != rt)
-        caller = NULL; /* another runtime's server: not ours to kill */
+    proc *cur = current_proc(); /* restored after a suspension, whichever runtime it belongs to */
+    proc *caller = cur != NULL && proc_rt(cur) == rt ? cur : NULL; /* another runtime's: not ours to kill */
     if (caller != NULL && (atomic_load_explicit(&caller->ctl, memory_order_relaxed) & CTL_KILLED) != 0) {
         msg_free(m);
         return GS_EKILLED;
@@ -245,7 +244,7 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
      * waiting servers along: the worker's next turn is not inside them.
      * Only an init has such a list (owner's own callback has none), so
      * the common case costs a compare. */
-    init_frame *frames = caller != owner ? current_init_frames() : NULL;
+    init_frame *frames = cur != owner ? current_init_frames() : NULL;
     if (frames != NULL)
         set_current_init_frames(NULL);
     f->status = FIBER_SUSPENDED;
@@ -254,7 +253,7 @@ static int send_and_wait(gs_runtime *rt, gs_pid to, msg *m, void *buf, size_t ca
     /* Resumed, perhaps on another worker: the reply slot is DONE. A timer
      * armed for it meanwhile is cancelled by the collect (or, if it has
      * gone off already, found the ticket spent and did nothing). */
-    set_current_proc(caller); /* the server whose callback calls (maybe an init inside owner's) */
+    set_current_proc(cur); /* the server whose callback calls (maybe an init inside owner's, of any runtime) */
     if (frames != NULL)
         set_current_init_frames(frames); /* a worker's own list is empty between turns */
     return reply_slot_collect(rt, t, len_out);

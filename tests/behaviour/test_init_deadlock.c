@@ -205,3 +205,79 @@ Test(init_deadlock, suspended_init_takes_its_servers_along, .timeout = 15)
     cr_assert(wait_int_eq(&g_q_rc, GS_OK, 5000), "q's call to the parent returned %d", atomic_load(&g_q_rc));
     rt_free(rt);
 }
+
+/* An init of runtime B, run inside a callback of runtime A's parent, that
+ * suspends in a call into A: once resumed it is still B's server. The
+ * resume used to set the current server to "none" (the call's caller is
+ * recorded only for its own runtime), so the init's later self-call
+ * waited out its timeout, its gs_kill of itself killed it, and its casts
+ * went out from GS_NOPID. */
+static gs_runtime *g_rt_b;
+static gs_pid g_sink, g_b_self;
+static _Atomic gs_pid g_sender_seen;
+enum { SINK_NOTE = 9 };
+
+static int sink_cast(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    atomic_store(&g_sender_seen, m->sender);
+    return GS_OK;
+}
+
+static const gs_server_ops sink_ops = {.name = "sink", .handle_cast = sink_cast};
+
+static int other_runtime_init(gs_ctx *ctx, void *state, const void *arg)
+{
+    int64_t r = 0;
+    g_b_self = gs_self(ctx);
+    /* Into the parent's runtime: suspends the parent's fiber there. */
+    atomic_store(&g_rc1, gs_call(*(gs_runtime *const *)arg, g_slow, P_PING, NULL, 0, &r, sizeof r, NULL, 5000));
+    atomic_store(&g_rc2, gs_call(g_rt_b, g_b_self, P_PING, NULL, 0, &r, sizeof r, NULL, 300));
+    atomic_store(&g_rc3, gs_kill(g_rt_b, g_b_self));
+    (void)gs_cast(g_rt_b, g_sink, SINK_NOTE, NULL, 0);
+    return GS_OK;
+}
+
+static const gs_server_ops other_runtime_ops = {.name = "other_runtime", .init = other_runtime_init};
+
+static int starter_call(gs_ctx *ctx, void *state, const gs_msg *m, gs_from from)
+{
+    gs_runtime *rt_a = gs_ctx_runtime(ctx);
+    gs_pid b = GS_NOPID;
+    int64_t r = gs_start(g_rt_b, &other_runtime_ops, &rt_a, &b);
+    return gs_reply(rt_a, from, &r, sizeof r);
+}
+
+static const gs_server_ops starter_ops = {.name = "starter", .handle_call = starter_call};
+
+/* Answers at once (the slow server's role here: q is not needed). */
+static int quick_call(gs_ctx *ctx, void *state, const gs_msg *m, gs_from from)
+{
+    int64_t r = 7;
+    return gs_reply(gs_ctx_runtime(ctx), from, &r, sizeof r);
+}
+
+static const gs_server_ops quick_ops = {.name = "quick", .handle_call = quick_call};
+
+Test(init_deadlock, an_init_of_another_runtime_is_itself_again_after_a_suspension, .timeout = 15)
+{
+    reset();
+    gs_runtime *rt_a = rt_new(2);
+    g_rt_b = rt_new(2);
+    g_slow = start_ok(rt_a, &quick_ops, NULL);
+    g_sink = start_ok(g_rt_b, &sink_ops, NULL);
+    gs_pid starter = start_ok(rt_a, &starter_ops, NULL);
+    int64_t r = NONE;
+    cr_assert_eq(gs_call(rt_a, starter, 1, NULL, 0, &r, sizeof r, NULL, 10000), GS_OK);
+    cr_assert_eq(r, GS_OK, "gs_start in the other runtime returned %d", (int)r);
+    cr_assert_eq(atomic_load(&g_rc1), GS_OK, "the call into the parent's runtime returned %d", atomic_load(&g_rc1));
+    cr_assert_eq(atomic_load(&g_rc2), GS_EDEADLK, "calling itself after the resume returned %d",
+                 atomic_load(&g_rc2));
+    cr_assert_eq(atomic_load(&g_rc3), GS_EDEADLK, "killing itself after the resume returned %d",
+                 atomic_load(&g_rc3));
+    for (int i = 0; i < 5000 && atomic_load(&g_sender_seen) == GS_NOPID; i++)
+        sleep_ms(1);
+    cr_assert_eq(atomic_load(&g_sender_seen), g_b_self, "its cast went out as %llx, not as itself",
+                 (unsigned long long)atomic_load(&g_sender_seen));
+    rt_free(rt_a);
+    rt_free(g_rt_b);
+}
