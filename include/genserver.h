@@ -406,7 +406,9 @@ typedef uint64_t gs_timer;
  * Timers that come due in the same 1/8 ms may arrive in any order (timers
  * armed in order with the same delay arrive in order). *out (may be NULL)
  * gets a handle for gs_cancel_timer. A timer whose target stops is
- * cancelled with it. Any thread; a thread outside the runtime's workers
+ * cancelled with it: never delivered, and its record freed at once (if
+ * the target stops while GS_TIMERS_MAX records are in use, at the
+ * timer's deadline instead: that purge needs a record). Any thread; a thread outside the runtime's workers
  * keeps up to 64 free timer records (128 bytes each) of the runtime it
  * last armed a timer on, handed back when it exits or arms on another
  * runtime. Returns GS_OK, GS_ENOPROC (`to` is not a live
@@ -475,9 +477,14 @@ int gs_read_timer(gs_runtime *rt, gs_timer t, int *ms_left);
 /* From a callback: from now on, whenever the server has received nothing
  * for ms milliseconds, handle_info gets a message with tag GS_TAG_TIMEOUT
  * (no payload), and again after every further ms of silence, until
- * gs_set_idle_timeout(ctx, GS_INFINITY) clears it. ms must be > 0 or
- * GS_INFINITY (anything else is ignored). Costs no timer operation per
- * message received; setting the same value again is free. */
+ * gs_set_idle_timeout(ctx, GS_INFINITY) clears it. Silence counts from the
+ * return of the callback that handled the last message (as in OTP), the
+ * timeout's own handle_info and the init that set it included. ms must be
+ * > 0 or GS_INFINITY (anything else is ignored). Costs no timer operation
+ * per message received; setting the same value again is free. If the
+ * timeout cannot be armed (GS_TIMERS_MAX timers held, or no memory), it
+ * stays set, is logged once, and is armed again when the server next
+ * handles a message. */
 void gs_set_idle_timeout(gs_ctx *ctx, int ms);
 
 /* ------------------------------------------------------------------ */

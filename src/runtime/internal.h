@@ -120,6 +120,7 @@ typedef struct proc_extra {
     gs_timer idle_timer;         /* armed idle check, or 0 */
     uint64_t idle_seq;           /* numbers the armings: stale checks are ignored */
     uint64_t last_activity_ns;   /* when the server last handled a message */
+    bool idle_arm_failed;        /* the last arming found no record (logged once: idle_arm) */
     struct mon_rec *monitors;    /* monitors watching this server */
     struct mon_rec *mon_cursor;  /* where the sweep of dead watchers' records goes on (monitors.c) */
     fiber *fiber;                /* the suspended callback's stack, until resumed */
@@ -517,6 +518,10 @@ uint32_t timers_records_made(gs_runtime *rt); /* records the pool holds, free or
  * the timer thread looks at it within DEFER_CHECK_NS or so. */
 void timers_notice_deferral(gs_runtime *rt);
 int timers_arm_idle(proc *p, uint64_t deadline_ns, gs_timer *out);
+/* server.c: arms p's idle check for due_ns; without a record to be had
+ * (GS_TIMERS_MAX held, or memory) the timeout stays set, logged once,
+ * and the server's next handled message arms it again. */
+void idle_arm(proc *p, uint64_t due_ns);
 /* Whether the interval timer that sent tick m (MSG_TICK) is still pending:
  * a tick of a cancelled or purged one is dropped unhandled. */
 bool timers_tick_current(gs_runtime *rt, const msg *m);

@@ -144,6 +144,27 @@ static void apply_return(proc *p, int rc, const char *callback);
 /* The idle-timeout timer came due: if the server really was silent for
  * idle_ms, tell handle_info and start a new period; otherwise re-arm for
  * the rest of the period. */
+void idle_arm(proc *p, uint64_t due_ns)
+{
+    proc_extra *x = p->extra;
+    int rc = timers_arm_idle(p, due_ns, &x->idle_timer);
+    if (rc == GS_OK) {
+        x->idle_arm_failed = false;
+        return;
+    }
+    x->idle_timer = 0; /* still set (idle_ms): note_activity tries again */
+    if (!x->idle_arm_failed) {
+        char pidbuf[48];
+        log_write(proc_rt(p), GS_LOG_ERROR,
+                  "server '%s' %s: idle timeout of %d ms not armed (%s); tried again at its next message",
+                  server_name(p), gs_pid_format(p->pid, pidbuf, sizeof pidbuf), x->idle_ms, gs_strerror(rc));
+        x->idle_arm_failed = true;
+    }
+}
+
+/* The idle check came: the timeout if the silence lasted idle_ms, else it
+ * is moved to the remaining time. Silence counts from a callback's
+ * return (as OTP counts a gen_server timeout), this handle_info's too. */
 static void on_idle_check(proc *p, const msg *m)
 {
     proc_extra *x = p->extra;
@@ -158,18 +179,16 @@ static void on_idle_check(proc *p, const msg *m)
         if (p->ops->handle_info != NULL) {
             gs_msg gm = {.tag = GS_TAG_TIMEOUT, .data = NULL, .len = 0, .sender = GS_NOPID};
             apply_return(p, p->ops->handle_info(ctx_of(p), p->state, &gm), "handle_info");
+            now = now_ns(); /* its return */
         }
-        if (p->exiting || x->idle_ms == 0 || x->idle_timer != 0)
-            return; /* stopping, cleared, or set anew by handle_info */
+        if (p->exiting || x->idle_ms == 0)
+            return; /* stopping, or cleared by handle_info */
         x->last_activity_ns = now;
+        if (x->idle_timer != 0)
+            return; /* set anew by handle_info: armed from the call, moved when it comes early */
         due = now + (uint64_t)x->idle_ms * 1000000u;
     }
-    if (timers_arm_idle(p, due, &x->idle_timer) != GS_OK) {
-        char pidbuf[48];
-        log_write(proc_rt(p), GS_LOG_ERROR, "server '%s' %s: idle timeout dropped: out of memory", server_name(p),
-                  gs_pid_format(p->pid, pidbuf, sizeof pidbuf));
-        x->idle_ms = 0;
-    }
+    idle_arm(p, due);
 }
 
 /* What a callback's return value means for its server. */
@@ -476,8 +495,12 @@ static bool drop_oldest(proc *p, const msg *m, unsigned taken)
  * end of the turn, or before an idle check taken in the same turn. */
 static void note_activity(proc *p)
 {
-    if (p->extra != NULL && p->extra->idle_ms != 0)
-        p->extra->last_activity_ns = now_ns();
+    proc_extra *x = p->extra;
+    if (x == NULL || x->idle_ms == 0)
+        return;
+    x->last_activity_ns = now_ns();
+    if (x->idle_timer == 0) /* its arming failed (idle_arm): again */
+        idle_arm(p, x->last_activity_ns + (uint64_t)x->idle_ms * 1000000u);
 }
 
 bool server_run(proc *p)
@@ -659,6 +682,8 @@ static int start_server(gs_runtime *rt, const gs_server_ops *ops, const void *ar
     set_current_proc(saved);
     if (saved != NULL)
         set_current_init_frames(frame.prev);
+    if (rc == GS_OK)
+        note_activity(p); /* an idle timeout set in init counts from its return */
 
     if (rc == GS_OK && link_parent != NULL && (rc = links_join_new(link_parent, p)) != GS_OK) {
         /* Started, but it cannot be linked (out of memory): it goes at

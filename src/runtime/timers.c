@@ -549,11 +549,10 @@ void gs_set_idle_timeout(gs_ctx *ctx, int ms)
         (void)timers_cancel(proc_rt(p), x->idle_timer);
     x->idle_timer = 0;
     x->idle_ms = ms;
+    /* Armed from now; the end of this callback (or of init, gs_start)
+     * counts as activity, and a check that comes early moves itself. */
     x->last_activity_ns = now_ns();
-    if (timers_arm_idle(p, x->last_activity_ns + (uint64_t)ms * 1000000u, &x->idle_timer) != GS_OK) {
-        x->idle_ms = 0;
-        log_write(proc_rt(p), GS_LOG_ERROR, "idle timeout of %d ms not set: out of memory", ms);
-    }
+    idle_arm(p, x->last_activity_ns + (uint64_t)ms * 1000000u);
 }
 
 /* ---- purge (a server's exit) ------------------------------------------ */

@@ -655,3 +655,80 @@ Test(timers, read_timer_never_says_sooner, .timeout = 30)
         cr_assert_eq(gs_cancel_timer(rt, hs[i]), GS_OK);
     rt_free(rt);
 }
+
+/* Silence counts from a callback's return, whichever callback: the
+ * timeout's own handle_info that works longer than the timeout, one that
+ * sets a new value and then works, and an init that sets the timeout and
+ * then works. Each used to get its next timeout within 2 ms of returning
+ * (the silence was counted from before the callback ran). */
+enum { SLOW_INIT, SLOW_HANDLER, SLOW_HANDLER_SETS };
+#define SLOW_IDLE_MS 20
+#define SLOW_WORK_MS 60
+#define SLOW_ROUNDS 4
+static _Atomic int64_t slow_init_return_ns, slow_entry_ns[SLOW_ROUNDS], slow_return_ns[SLOW_ROUNDS];
+static atomic_int slow_fired;
+
+static int slow_idler_init(gs_ctx *ctx, void *state, const void *arg)
+{
+    *(int *)state = *(const int *)arg;
+    gs_set_idle_timeout(ctx, SLOW_IDLE_MS);
+    if (*(const int *)arg == SLOW_INIT)
+        sleep_ms(SLOW_WORK_MS);
+    atomic_store(&slow_init_return_ns, now_ns());
+    return GS_OK;
+}
+
+static int slow_idler_info(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    int mode = *(int *)state;
+    int n = atomic_load(&slow_fired);
+    if (m->tag != GS_TAG_TIMEOUT || n >= SLOW_ROUNDS)
+        return GS_OK;
+    atomic_store(&slow_entry_ns[n], now_ns());
+    if (mode == SLOW_HANDLER_SETS)
+        gs_set_idle_timeout(ctx, SLOW_IDLE_MS + (n % 2 == 0 ? 1 : 0)); /* a new value each time */
+    if (mode != SLOW_INIT)
+        sleep_ms(SLOW_WORK_MS);
+    if (n == SLOW_ROUNDS - 1)
+        gs_set_idle_timeout(ctx, GS_INFINITY);
+    atomic_store(&slow_return_ns[n], now_ns());
+    atomic_store(&slow_fired, n + 1);
+    return GS_OK;
+}
+
+static const gs_server_ops slow_idler_ops = {
+    .name = "slow_idler", .state_size = sizeof(int), .init = slow_idler_init, .handle_info = slow_idler_info};
+
+static void idle_counts_from_return(int mode)
+{
+    atomic_store(&slow_fired, 0);
+    gs_runtime *rt = rt_new(2);
+    gs_pid s = start_ok(rt, &slow_idler_ops, &mode);
+    cr_assert(wait_int_eq(&slow_fired, SLOW_ROUNDS, 10000), "%d timeouts", atomic_load(&slow_fired));
+    int64_t ms = 1000000;
+    int64_t first_gap = atomic_load(&slow_entry_ns[0]) - atomic_load(&slow_init_return_ns);
+    cr_assert_geq(first_gap, SLOW_IDLE_MS * ms, "the first timeout came %.3f ms after init returned",
+                  (double)first_gap / ms);
+    for (int k = 0; k + 1 < SLOW_ROUNDS; k++) {
+        int64_t gap = atomic_load(&slow_entry_ns[k + 1]) - atomic_load(&slow_return_ns[k]);
+        cr_assert_geq(gap, SLOW_IDLE_MS * ms, "timeout %d came %.3f ms after the previous one's handler returned",
+                      k + 1, (double)gap / ms);
+    }
+    stop_ok(rt, s);
+    rt_free(rt);
+}
+
+Test(timers, idle_silence_counts_from_an_init_that_works_after_setting_it, .timeout = 20)
+{
+    idle_counts_from_return(SLOW_INIT);
+}
+
+Test(timers, idle_silence_counts_from_the_return_of_a_slow_timeout_handler, .timeout = 20)
+{
+    idle_counts_from_return(SLOW_HANDLER);
+}
+
+Test(timers, idle_silence_counts_from_a_handler_that_sets_a_new_value_then_works, .timeout = 20)
+{
+    idle_counts_from_return(SLOW_HANDLER_SETS);
+}
