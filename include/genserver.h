@@ -372,7 +372,10 @@ typedef struct gs_request_reply {
  * timeout could not be armed; either way nothing was sent). From a
  * callback with a timeout that runs out before the send is done (0, say),
  * a request to a server that is gone may be reported made (GS_OK): its
- * outcome, GS_TAG_REPLY_TIMEOUT, arrives all the same, and only one. */
+ * outcome, GS_TAG_REPLY_TIMEOUT, arrives all the same, and only one.
+ * When the requesting server exits, its open requests end with it: their
+ * slots and timeouts are freed then, and the callee's reply is dropped
+ * (its gs_reply returns GS_ENOENT, as for a call that timed out). */
 int gs_send_request(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len, int timeout_ms,
                     gs_request *out);
 

@@ -116,6 +116,7 @@ typedef struct proc_extra {
     proc_opts *opts; /* NULL unless started with gs_start_opts */
     pending_calls *deferred;     /* calls answered later (GS_NOREPLY) */
     pending_calls *stop_waiters; /* gs_stop callers waiting for the end */
+    pending_calls *requests;     /* gs_send_request from its callbacks, maybe still open */
     int idle_ms;                 /* 0: no idle timeout */
     gs_timer idle_timer;         /* armed idle check, or 0 */
     uint64_t idle_seq;           /* numbers the armings: stale checks are ignored */
@@ -522,6 +523,9 @@ int timers_arm_idle(proc *p, uint64_t deadline_ns, gs_timer *out);
  * (GS_TIMERS_MAX held, or memory) the timeout stays set, logged once,
  * and the server's next handled message arms it again. */
 void idle_arm(proc *p, uint64_t due_ns);
+/* server.c: remembers a request self sent (gs_send_request from a
+ * callback), so that self's exit ends it. GS_OK or GS_ENOMEM. */
+int server_track_request(proc *self, ticket t);
 /* Whether the interval timer that sent tick m (MSG_TICK) is still pending:
  * a tick of a cancelled or purged one is dropped unhandled. */
 bool timers_tick_current(gs_runtime *rt, const msg *m);

@@ -114,6 +114,12 @@ int gs_send_request(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, s
         msg_free(m);
         return rc;
     }
+    if (self != NULL && (rc = server_track_request(self, t)) != GS_OK) {
+        reply_slot_abandon(rt, t);
+        async_free(a);
+        msg_free(m);
+        return rc;
+    }
     gs_request id = a->id = request_id(rt, t);
     if (a->fallback != NULL)
         ((gs_request_reply *)a->fallback->data)->req = id;

@@ -100,9 +100,9 @@ static void tickets_complete_all(gs_runtime *rt, pending_calls **list, int statu
     *list = NULL;
 }
 
-/* Drops answered tickets from the deferred list before it grows, so a
- * server that defers many replies keeps only the unanswered ones. */
-static void deferred_prune(gs_runtime *rt, pending_calls *l)
+/* Drops answered tickets from a list before it grows, so a server that
+ * defers many replies (or sends many requests) keeps only the open ones. */
+static void tickets_prune(gs_runtime *rt, pending_calls *l)
 {
     if (l == NULL || l->count < l->cap || l->cap < 64)
         return;
@@ -122,11 +122,20 @@ static void remember_unanswered(proc *p, ticket t)
 {
     proc_extra *x = proc_extra_get(p);
     if (x != NULL)
-        deferred_prune(proc_rt(p), x->deferred);
+        tickets_prune(proc_rt(p), x->deferred);
     if (x == NULL || !tickets_add(&x->deferred, t)) {
         /* Out of memory: fail the call now rather than leave it hanging. */
         (void)reply_slot_complete(proc_rt(p), t, GS_ENOMEM, NULL, 0);
     }
+}
+
+int server_track_request(proc *self, ticket t)
+{
+    proc_extra *x = proc_extra_get(self);
+    if (x == NULL)
+        return GS_ENOMEM;
+    tickets_prune(proc_rt(self), x->requests);
+    return tickets_add(&x->requests, t) ? GS_OK : GS_ENOMEM;
 }
 
 /* A gs_stop caller waits until the server is gone. */
@@ -396,8 +405,12 @@ static void proc_dispose(proc *p, bool run_terminate, int reason, bool log_exit)
     links_fire_all(p, reason);
     monitors_fire_all(p, reason);
     proc_extra *x = p->extra;
-    if (x != NULL)
+    if (x != NULL) {
         tickets_complete_all(rt, &x->deferred, GS_ENOPROC);
+        /* Its open requests: nobody is left to get their outcomes, so the
+         * slots and deadline timers go now, not at the deadline. */
+        tickets_complete_all(rt, &x->requests, GS_ENOPROC);
+    }
     free(p->state);
     p->state = NULL;
     if (x != NULL) {

@@ -161,3 +161,94 @@ Test(request_edges, outcomes_pass_a_dropping_bound, .timeout = 30)
 {
     outcomes_through_a_bound(GS_OVERFLOW_DROP_OLDEST);
 }
+
+/* A requester that exits takes its open requests with it: their slots and
+ * deadline timers go at once, and the callee's late reply finds nobody
+ * (GS_ENOENT). They used to be held until the deadline (here a minute;
+ * up to GS_TIMEOUT_MAX_MS), or until the callee answered or exited. The
+ * keeper keeps every `from` and answers them all on KEEPER_ANSWER. */
+enum { KEEPER_ANSWER = 9 };
+#define KEPT_MAX 256
+typedef struct keeper {
+    gs_from kept[KEPT_MAX];
+    int n;
+} keeper;
+static atomic_int keeper_enoent, keeper_answered;
+
+static int keeper_call(gs_ctx *ctx, void *state, const gs_msg *m, gs_from from)
+{
+    keeper *k = state;
+    if (k->n < KEPT_MAX)
+        k->kept[k->n++] = from;
+    return GS_NOREPLY;
+}
+
+static int keeper_cast(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    keeper *k = state;
+    for (int i = 0; i < k->n; i++)
+        if (gs_reply(gs_ctx_runtime(ctx), k->kept[i], NULL, 0) == GS_ENOENT)
+            atomic_fetch_add(&keeper_enoent, 1);
+    atomic_store(&keeper_answered, 1);
+    return GS_OK;
+}
+
+static const gs_server_ops keeper_ops = {
+    .name = "keeper", .state_size = sizeof(keeper), .handle_call = keeper_call, .handle_cast = keeper_cast};
+
+static const gs_server_ops nobody_ops = {.name = "nobody"};
+
+/* The timer records held once the timer thread has looked at its inbox
+ * (a timer due now wakes it; removal requests alone may wait). */
+static uint64_t timers_held(gs_runtime *rt, gs_pid poke)
+{
+    cr_assert_eq(gs_send_after(rt, poke, 1, NULL, 0, 0, NULL), GS_OK);
+    sleep_ms(20);
+    gs_runtime_stats st;
+    cr_assert_eq(gs_runtime_stats_get(rt, &st), GS_OK);
+    return st.timers;
+}
+
+static void requests_end_with_requester(bool kill)
+{
+    reset();
+    atomic_store(&keeper_enoent, 0);
+    atomic_store(&keeper_answered, 0);
+    gs_runtime *rt = rt_new(2);
+    gs_pid keeper_pid = start_ok(rt, &keeper_ops, NULL);
+    gs_pid poke = start_ok(rt, &nobody_ops, NULL);
+    gs_pid req = start_ok(rt, &requester_ops, NULL);
+    uint64_t base = timers_held(rt, poke);
+    burst b = {keeper_pid, 100, 60000};
+    cr_assert_eq(gs_cast(rt, req, BURST, &b, sizeof b), GS_OK);
+    cr_assert(wait_int_eq(&sent_ok, 100, 5000), "%d requests sent", atomic_load(&sent_ok));
+    uint64_t held = base;
+    for (int i = 0; i < 100 && (held = timers_held(rt, poke)) < base + 64; i++)
+        ;
+    cr_assert_geq(held, base + 64, "the requests' timeouts are not in the wheel (%llu held)",
+                  (unsigned long long)held);
+    if (kill)
+        cr_assert_eq(gs_kill(rt, req), GS_OK);
+    else
+        stop_ok(rt, req);
+    for (int i = 0; i < 100 && (held = timers_held(rt, poke)) > base; i++)
+        ;
+    cr_assert_eq(held, base, "%llu timer records still held after the requester exited",
+                 (unsigned long long)(held - base));
+    cr_assert_eq(gs_cast(rt, keeper_pid, KEEPER_ANSWER, NULL, 0), GS_OK);
+    cr_assert(wait_int_eq(&keeper_answered, 1, 5000));
+    cr_assert_eq(atomic_load(&keeper_enoent), 100, "%d of 100 late replies found nobody",
+                 atomic_load(&keeper_enoent));
+    cr_assert_eq(atomic_load(&outcomes_got), 0);
+    rt_free(rt);
+}
+
+Test(request_edges, a_stopped_requester_ends_its_open_requests, .timeout = 30)
+{
+    requests_end_with_requester(false);
+}
+
+Test(request_edges, a_killed_requester_ends_its_open_requests, .timeout = 30)
+{
+    requests_end_with_requester(true);
+}
