@@ -409,9 +409,8 @@ typedef uint64_t gs_timer;
  * Timers that come due in the same 1/8 ms may arrive in any order (timers
  * armed in order with the same delay arrive in order). *out (may be NULL)
  * gets a handle for gs_cancel_timer. A timer whose target stops is
- * cancelled with it: never delivered, and its record freed at once (if
- * the target stops while GS_TIMERS_MAX records are in use, at the
- * timer's deadline instead: that purge needs a record). Any thread; a thread outside the runtime's workers
+ * cancelled with it: never delivered, and its record freed then (even
+ * with GS_TIMERS_MAX records in use). Any thread; a thread outside the runtime's workers
  * keeps up to 64 free timer records (128 bytes each) of the runtime it
  * last armed a timer on, handed back when it exits or arms on another
  * runtime. Returns GS_OK, GS_ENOPROC (`to` is not a live

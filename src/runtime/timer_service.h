@@ -115,6 +115,8 @@ typedef struct timer_service {
     struct timer_rec ***by_target;
     gs_pid alive_cache; /* a target found alive since the last purge (see take_in) */
     timer_lateness lateness; /* how late it fires (gs_timer_lateness_get) */
+    bool sweeping;           /* a sweep for owed purges is under way (timer_thread.c) */
+    uint32_t sweep_slot;     /* ... and the slot it goes on from */
     _Atomic uint64_t held; /* records taken in (DRAINED) and not freed: written by the thread only */
     bool oom_logged;
     /* --- shared --- */
@@ -127,6 +129,9 @@ typedef struct timer_service {
      * walks the outboxes (timer_outbox.c, "The hint"). */
     alignas(64) _Atomic uint64_t held_hint_ns;
     atomic_bool quit;
+    /* An exiting server found no record to ask for its purge (timers_purge):
+     * the timer thread sweeps for dead servers' timers instead. */
+    atomic_bool purge_owed;
 } timer_service;
 
 static inline uint64_t state_word(uint64_t gen, unsigned st)

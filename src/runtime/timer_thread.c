@@ -392,6 +392,19 @@ static uint64_t next_work_ns(timer_service *ts)
 
 /* ---- taking records in ---------------------------------------------------- */
 
+/* Takes a timer of a dead server out and frees it, unless a canceller
+ * won the record first (it is then freed by the removal request). */
+static void purge_rec(gs_runtime *rt, timer_rec *r)
+{
+    unlink_everywhere(rt, r);
+    uint64_t w = atomic_load_explicit(&r->state, memory_order_acquire);
+    /* Against a canceller: the winner owns the record. */
+    if ((w & 3) == TS_PENDING &&
+        atomic_compare_exchange_strong_explicit(&r->state, &w, (w & ~(uint64_t)3) | TS_CANCELLED,
+                                                memory_order_acq_rel, memory_order_relaxed))
+        rec_free(rt->timers, r);
+}
+
 static void purge(gs_runtime *rt, gs_pid dead)
 {
     timer_service *ts = rt->timers;
@@ -400,17 +413,54 @@ static void purge(gs_runtime *rt, gs_pid dead)
     timer_rec *r = head != NULL ? *head : NULL;
     while (r != NULL) {
         timer_rec *next = r->proc_next;
-        if (atomic_load_explicit(&r->target, memory_order_relaxed) == dead) {
-            unlink_everywhere(rt, r);
-            uint64_t w = atomic_load_explicit(&r->state, memory_order_acquire);
-            /* Against a canceller: the winner owns the record. */
-            if ((w & 3) == TS_PENDING &&
-                atomic_compare_exchange_strong_explicit(&r->state, &w, (w & ~(uint64_t)3) | TS_CANCELLED,
-                                                        memory_order_acq_rel, memory_order_relaxed))
-                rec_free(ts, r);
-        }
+        if (atomic_load_explicit(&r->target, memory_order_relaxed) == dead)
+            purge_rec(rt, r);
         r = next;
     }
+}
+
+/* Purges owed. A purge is asked for with a record (timers_purge); with
+ * GS_TIMERS_MAX records taken an exiting server cannot have one, and
+ * raises purge_owed instead. The thread then sweeps the target lists for
+ * timers whose server is gone, up to PURGE_SWEEP_STEP records a pass
+ * (each slot's list whole, as purge() does), so that due timers still
+ * fire in between. A purge owed during a sweep starts another after it.
+ * The records come back: without this they stayed until their deadlines,
+ * so a full wheel stayed full. */
+#define PURGE_SWEEP_STEP 4096u
+
+static void purge_sweep_step(gs_runtime *rt)
+{
+    timer_service *ts = rt->timers;
+    if (!ts->sweeping) {
+        /* acquire: the exit that raised it had closed its slot, so the
+         * liveness checks below see the server gone. */
+        if (!atomic_load_explicit(&ts->purge_owed, memory_order_relaxed) ||
+            !atomic_exchange_explicit(&ts->purge_owed, false, memory_order_acquire))
+            return;
+        ts->sweeping = true;
+        ts->sweep_slot = 0;
+        ts->alive_cache = GS_NOPID; /* see take_in */
+    }
+    const uint32_t chunk_mask = (1u << TARGET_CHUNK_SHIFT) - 1;
+    uint32_t visited = 0;
+    while (ts->sweep_slot < GS_MAX_SERVERS && visited < PURGE_SWEEP_STEP) {
+        uint32_t idx = ts->sweep_slot;
+        timer_rec **chunk = ts->by_target[idx >> TARGET_CHUNK_SHIFT];
+        if (chunk == NULL) {
+            ts->sweep_slot = (idx | chunk_mask) + 1; /* a chunk never made: no timers */
+            continue;
+        }
+        for (timer_rec *r = chunk[idx & chunk_mask], *next; r != NULL; r = next) {
+            next = r->proc_next;
+            visited++;
+            if (!target_alive(rt, atomic_load_explicit(&r->target, memory_order_relaxed)))
+                purge_rec(rt, r);
+        }
+        ts->sweep_slot = idx + 1;
+    }
+    if (ts->sweep_slot >= GS_MAX_SERVERS)
+        ts->sweeping = false;
 }
 
 /* A record from the inbox: a new timer, a removal request or a purge. */
@@ -557,6 +607,7 @@ void *timer_main(void *arg)
     uint64_t promoted_ns = 0;
     while (!atomic_load_explicit(&ts->quit, memory_order_acquire)) {
         drain_inbox(rt, INBOX_BATCH);
+        purge_sweep_step(rt);
         uint64_t now = now_ns();
         /* Held timers may be due to come in: walk the outboxes. */
         if (outboxes_earliest(rt) < now + HOLD_AHEAD_NS)
@@ -581,7 +632,8 @@ void *timer_main(void *arg)
         uint64_t held = outboxes_earliest(rt);
         if (held < add_sat(next, HOLD_AHEAD_NS))
             next = held > HOLD_AHEAD_NS ? held - HOLD_AHEAD_NS : 0;
-        if (next <= now_ns() || injectq_maybe_nonempty(&ts->inbox))
+        if (next <= now_ns() || injectq_maybe_nonempty(&ts->inbox) || ts->sweeping ||
+            atomic_load_explicit(&ts->purge_owed, memory_order_relaxed))
             continue;
         if (next - now > IDLE_TRIM_NS)
             msg_cache_trim(&ts->msgs); /* a lull: give back what a burst left cached */
@@ -599,7 +651,8 @@ void *timer_main(void *arg)
          * timer held since we looked, and due before we would take it in,
          * makes us look again. */
         if (!injectq_maybe_nonempty(&ts->inbox) && outboxes_earliest(rt) >= add_sat(next, HOLD_AHEAD_NS) &&
-            !atomic_load_explicit(&ts->quit, memory_order_seq_cst)) {
+            !atomic_load_explicit(&ts->quit, memory_order_seq_cst) &&
+            !atomic_load_explicit(&ts->purge_owed, memory_order_seq_cst) /* raised before the bell rang */) {
             if (next == UINT64_MAX) {
                 futex_wait_until(&ts->bell, bell, NULL);
             } else {

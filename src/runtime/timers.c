@@ -567,8 +567,16 @@ void timers_purge(gs_runtime *rt, proc *p)
         return; /* (the next open writes a fresh mark) */
     timer_rec *r;
     uint64_t gen;
-    if (rec_new(rt, arming_side(rt), TK_PURGE, p->pid, 0, &r, &gen) != GS_OK)
-        return; /* its timers are freed when they come due instead */
+    if (rec_new(rt, arming_side(rt), TK_PURGE, p->pid, 0, &r, &gen) != GS_OK) {
+        /* No record (GS_TIMERS_MAX taken): the thread sweeps for them
+         * (timer_thread.c, purge_sweep_step). seq_cst store, then the bell:
+         * a thread about to sleep read the bell before it looked. */
+        timer_service *ts = rt->timers;
+        atomic_store_explicit(&ts->purge_owed, true, memory_order_seq_cst);
+        atomic_fetch_add_explicit(&ts->bell, 1, memory_order_release);
+        futex_wake(&ts->bell, 1);
+        return;
+    }
     /* Not behind the outbox (NULL): timers it holds for the dead server
      * are found dead when taken in. 0: wake the thread now, memory is
      * waiting. */
@@ -601,6 +609,7 @@ int timers_start(gs_runtime *rt)
     atomic_init(&ts->held_hint_ns, UINT64_MAX);
     atomic_init(&ts->backlog, 0);
     atomic_init(&ts->quit, false);
+    atomic_init(&ts->purge_owed, false);
     rt->timers = ts;
     if (pthread_create(&ts->thread, NULL, timer_main, rt) != 0) {
         timer_thread_state_destroy(ts);
