@@ -167,6 +167,23 @@ static uint64_t read_and_rebase(void)
     return m;
 }
 
+/* The latest reading this thread got. An extrapolation runs up to a few
+ * microseconds ahead, and the next reading from a fresh base (or from
+ * CLOCK_MONOTONIC) may then be earlier: a thread's readings go no
+ * further back than the latest, so that two timers it arms in order with
+ * the same delay get deadlines in order (the header promises their
+ * order). Still never behind CLOCK_MONOTONIC: the latest reading was not,
+ * when it was read. */
+static _Thread_local uint64_t tl_latest_ns __attribute__((tls_model("initial-exec")));
+
+static inline uint64_t not_before_latest(uint64_t ns)
+{
+    if (ns < tl_latest_ns)
+        return tl_latest_ns;
+    tl_latest_ns = ns;
+    return ns;
+}
+
 uint64_t deadline_clock_ns(void)
 {
     /* acquire: pairs with decide's release, so tsc_trusted is its verdict;
@@ -186,9 +203,9 @@ uint64_t deadline_clock_ns(void)
     if ((s & 1) == 0 && mult != 0 && atomic_load_explicit(&dc.seq, memory_order_relaxed) == s) {
         uint64_t d = tsc_now() - tsc_base; /* a TSC behind the base wraps: stale */
         if (d <= max_ticks)
-            return mono_base + ((d * mult) >> 32) + CUSHION_NS;
+            return not_before_latest(mono_base + ((d * mult) >> 32) + CUSHION_NS);
     }
-    return read_and_rebase();
+    return not_before_latest(read_and_rebase());
 }
 
 #else
