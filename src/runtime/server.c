@@ -571,13 +571,10 @@ bool server_run(proc *p)
          * it never came (it counts as no activity either). */
         if (m->kind == MSG_TICK && !timers_tick_current(proc_rt(p), m))
             continue;
-        if (p->extra != NULL && p->extra->idle_ms != 0) {
-            if (m->kind != MSG_IDLE) {
-                active = true; /* noted once, at the end of the turn (note_activity) */
-            } else if (active) {
-                note_activity(p); /* the messages before the check count */
-                active = false;
-            }
+        bool idle_check = m->kind == MSG_IDLE; /* read now: dispatch may free m */
+        if (idle_check && active) {
+            note_activity(p); /* the messages before the check count */
+            active = false;
         }
         dispatch(p, m); /* may suspend in a call and resume on another worker */
         if (p->exiting) {
@@ -586,6 +583,10 @@ bool server_run(proc *p)
             set_current_proc(saved);
             return false;
         }
+        /* Looked at after the callback, so that one that set the timeout
+         * counts as activity too (noted once, at the end of the turn). */
+        if (!idle_check && p->extra != NULL && p->extra->idle_ms != 0)
+            active = true;
     }
     if (n > 0)
         end_turn(p, n, started_ns);

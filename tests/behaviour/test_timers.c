@@ -661,7 +661,7 @@ Test(timers, read_timer_never_says_sooner, .timeout = 30)
  * sets a new value and then works, and an init that sets the timeout and
  * then works. Each used to get its next timeout within 2 ms of returning
  * (the silence was counted from before the callback ran). */
-enum { SLOW_INIT, SLOW_HANDLER, SLOW_HANDLER_SETS };
+enum { SLOW_INIT, SLOW_HANDLER, SLOW_HANDLER_SETS, SLOW_CAST_SETS };
 #define SLOW_IDLE_MS 20
 #define SLOW_WORK_MS 60
 #define SLOW_ROUNDS 4
@@ -671,9 +671,22 @@ static atomic_int slow_fired;
 static int slow_idler_init(gs_ctx *ctx, void *state, const void *arg)
 {
     *(int *)state = *(const int *)arg;
+    if (*(const int *)arg == SLOW_CAST_SETS)
+        return GS_OK; /* the first cast sets it */
     gs_set_idle_timeout(ctx, SLOW_IDLE_MS);
     if (*(const int *)arg == SLOW_INIT)
         sleep_ms(SLOW_WORK_MS);
+    atomic_store(&slow_init_return_ns, now_ns());
+    return GS_OK;
+}
+
+/* SLOW_CAST_SETS: the callback that first sets the timeout works on (it
+ * used to be counted from the set: a message taken while no timeout was
+ * set did not count as activity). */
+static int slow_idler_cast(gs_ctx *ctx, void *state, const gs_msg *m)
+{
+    gs_set_idle_timeout(ctx, SLOW_IDLE_MS);
+    sleep_ms(SLOW_WORK_MS);
     atomic_store(&slow_init_return_ns, now_ns());
     return GS_OK;
 }
@@ -696,18 +709,23 @@ static int slow_idler_info(gs_ctx *ctx, void *state, const gs_msg *m)
     return GS_OK;
 }
 
-static const gs_server_ops slow_idler_ops = {
-    .name = "slow_idler", .state_size = sizeof(int), .init = slow_idler_init, .handle_info = slow_idler_info};
+static const gs_server_ops slow_idler_ops = {.name = "slow_idler",
+                                             .state_size = sizeof(int),
+                                             .init = slow_idler_init,
+                                             .handle_cast = slow_idler_cast,
+                                             .handle_info = slow_idler_info};
 
 static void idle_counts_from_return(int mode)
 {
     atomic_store(&slow_fired, 0);
     gs_runtime *rt = rt_new(2);
     gs_pid s = start_ok(rt, &slow_idler_ops, &mode);
+    if (mode == SLOW_CAST_SETS)
+        cr_assert_eq(gs_cast(rt, s, 1, NULL, 0), GS_OK);
     cr_assert(wait_int_eq(&slow_fired, SLOW_ROUNDS, 10000), "%d timeouts", atomic_load(&slow_fired));
     int64_t ms = 1000000;
     int64_t first_gap = atomic_load(&slow_entry_ns[0]) - atomic_load(&slow_init_return_ns);
-    cr_assert_geq(first_gap, SLOW_IDLE_MS * ms, "the first timeout came %.3f ms after init returned",
+    cr_assert_geq(first_gap, SLOW_IDLE_MS * ms, "the first timeout came %.3f ms after the setter returned",
                   (double)first_gap / ms);
     for (int k = 0; k + 1 < SLOW_ROUNDS; k++) {
         int64_t gap = atomic_load(&slow_entry_ns[k + 1]) - atomic_load(&slow_return_ns[k]);
@@ -731,4 +749,9 @@ Test(timers, idle_silence_counts_from_the_return_of_a_slow_timeout_handler, .tim
 Test(timers, idle_silence_counts_from_a_handler_that_sets_a_new_value_then_works, .timeout = 20)
 {
     idle_counts_from_return(SLOW_HANDLER_SETS);
+}
+
+Test(timers, idle_silence_counts_from_the_return_of_the_callback_that_first_sets_it, .timeout = 20)
+{
+    idle_counts_from_return(SLOW_CAST_SETS);
 }
