@@ -154,7 +154,9 @@ int gs_runtime_start(gs_runtime **out, const gs_runtime_opts *opts);
  * begins (a call whose server stops without answering returns
  * GS_ENOPROC). Any other call on rt from another thread must be over
  * before it returns. Call it once, from a thread outside the runtime:
- * from inside a callback it returns GS_EDEADLK and does nothing. `rt` is
+ * from inside a callback it returns GS_EDEADLK and does nothing (also
+ * from an init that gs_start runs inside a callback or init of one of
+ * rt's servers, whatever runtime that init belongs to). `rt` is
  * invalid afterwards; a pid or timer handle of it names nothing in the
  * runtimes started after it (they refuse it with GS_ENOPROC or GS_ENOENT)
  * until GS_MAX_RUNTIMES more have been started, as runtimes take the tag

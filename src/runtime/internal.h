@@ -361,6 +361,9 @@ typedef struct init_frame {
 } init_frame;
 init_frame *current_init_frames(void) __attribute__((noinline));
 void set_current_init_frames(init_frame *f) __attribute__((noinline));
+/* Whether this thread runs an init inside a callback (or init) of server
+ * `pid` of rt, or of any server of rt for GS_NOPID. */
+bool init_frames_wait_on(gs_runtime *rt, gs_pid pid);
 
 /* ---- module functions ------------------------------------------------- */
 /* proc_table.c */

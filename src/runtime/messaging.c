@@ -121,11 +121,8 @@ int msg_check_target(gs_runtime *rt, gs_pid to, bool waits, proc **self)
         return GS_ENOPROC;
     if (*self != NULL && (*self)->pid == to)
         return GS_EDEADLK;
-    if (waits) {
-        for (const init_frame *f = current_init_frames(); f != NULL; f = f->prev)
-            if (proc_rt(f->outer) == rt && f->outer->pid == to)
-                return GS_EDEADLK;
-    }
+    if (waits && init_frames_wait_on(rt, to))
+        return GS_EDEADLK;
     return GS_OK;
 }
 

@@ -50,6 +50,14 @@ __attribute__((noinline)) void set_current_init_frames(init_frame *f)
     tl_init_frames = f;
 }
 
+bool init_frames_wait_on(gs_runtime *rt, gs_pid pid)
+{
+    for (const init_frame *f = current_init_frames(); f != NULL; f = f->prev)
+        if (proc_rt(f->outer) == rt && (pid == GS_NOPID || f->outer->pid == pid))
+            return true;
+    return false;
+}
+
 static inline gs_ctx *ctx_of(proc *p)
 {
     return (gs_ctx *)p;

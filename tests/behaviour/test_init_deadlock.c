@@ -281,3 +281,38 @@ Test(init_deadlock, an_init_of_another_runtime_is_itself_again_after_a_suspensio
     rt_free(rt_a);
     rt_free(g_rt_b);
 }
+
+/* gs_runtime_stop(B) from an init run inside an init of B's server (an
+ * outside thread starts X in B, X's init starts Y in runtime C, Y's init
+ * stops B): the stop would wait for X, whose init is below on the same
+ * stack. It hung; it returns GS_EDEADLK. */
+static gs_runtime *g_rt_c;
+static atomic_int g_stop_rc = NONE;
+
+static int stopper_init(gs_ctx *ctx, void *state, const void *arg)
+{
+    atomic_store(&g_stop_rc, gs_runtime_stop(g_rt_b));
+    return GS_OK;
+}
+
+static const gs_server_ops stopper_ops = {.name = "stopper", .init = stopper_init};
+
+static int middle_init(gs_ctx *ctx, void *state, const void *arg)
+{
+    gs_pid y;
+    return gs_start(g_rt_c, &stopper_ops, NULL, &y);
+}
+
+static const gs_server_ops middle_ops = {.name = "middle", .init = middle_init};
+
+Test(init_deadlock, runtime_stop_from_an_init_inside_one_of_its_servers, .timeout = 15)
+{
+    g_rt_b = rt_new(2);
+    g_rt_c = rt_new(1);
+    gs_pid x = start_ok(g_rt_b, &middle_ops, NULL);
+    cr_assert_neq(x, GS_NOPID);
+    cr_assert_eq(atomic_load(&g_stop_rc), GS_EDEADLK, "gs_runtime_stop from the inner init returned %d",
+                 atomic_load(&g_stop_rc));
+    rt_free(g_rt_c);
+    rt_free(g_rt_b);
+}
