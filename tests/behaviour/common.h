@@ -169,6 +169,19 @@ static inline timer_record timer_record_of(const gs_msg *m, int server)
     return r;
 }
 
+/* The timer records the timer thread holds (gs_runtime_stats.timers),
+ * once it has looked at its inbox: a timer of 1 ms to `sink` (a server
+ * that ignores it) wakes it, as timers far ahead and lazy cancels do not,
+ * and is gone itself once it fires. */
+static inline uint64_t timers_held_after_a_wake(gs_runtime *rt, gs_pid sink)
+{
+    cr_assert_eq(gs_send_after(rt, sink, 1, NULL, 0, 1, NULL), GS_OK);
+    sleep_ms(20);
+    gs_runtime_stats st;
+    cr_assert_eq(gs_runtime_stats_get(rt, &st), GS_OK);
+    return st.timers;
+}
+
 /* ------------------------------------------------------------------ */
 /* Log capture (thread safe; usable as a gs_log_fn)                     */
 /* ------------------------------------------------------------------ */

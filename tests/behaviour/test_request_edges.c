@@ -198,16 +198,6 @@ static const gs_server_ops keeper_ops = {
 
 static const gs_server_ops nobody_ops = {.name = "nobody"};
 
-/* The timer records held once the timer thread has looked at its inbox
- * (a timer due now wakes it; removal requests alone may wait). */
-static uint64_t timers_held(gs_runtime *rt, gs_pid poke)
-{
-    cr_assert_eq(gs_send_after(rt, poke, 1, NULL, 0, 0, NULL), GS_OK);
-    sleep_ms(20);
-    gs_runtime_stats st;
-    cr_assert_eq(gs_runtime_stats_get(rt, &st), GS_OK);
-    return st.timers;
-}
 
 static void requests_end_with_requester(bool kill)
 {
@@ -218,12 +208,12 @@ static void requests_end_with_requester(bool kill)
     gs_pid keeper_pid = start_ok(rt, &keeper_ops, NULL);
     gs_pid poke = start_ok(rt, &nobody_ops, NULL);
     gs_pid req = start_ok(rt, &requester_ops, NULL);
-    uint64_t base = timers_held(rt, poke);
+    uint64_t base = timers_held_after_a_wake(rt, poke);
     burst b = {keeper_pid, 100, 60000};
     cr_assert_eq(gs_cast(rt, req, BURST, &b, sizeof b), GS_OK);
     cr_assert(wait_int_eq(&sent_ok, 100, 5000), "%d requests sent", atomic_load(&sent_ok));
     uint64_t held = base;
-    for (int i = 0; i < 100 && (held = timers_held(rt, poke)) < base + 64; i++)
+    for (int i = 0; i < 100 && (held = timers_held_after_a_wake(rt, poke)) < base + 64; i++)
         ;
     cr_assert_geq(held, base + 64, "the requests' timeouts are not in the wheel (%llu held)",
                   (unsigned long long)held);
@@ -231,7 +221,7 @@ static void requests_end_with_requester(bool kill)
         cr_assert_eq(gs_kill(rt, req), GS_OK);
     else
         stop_ok(rt, req);
-    for (int i = 0; i < 100 && (held = timers_held(rt, poke)) > base; i++)
+    for (int i = 0; i < 100 && (held = timers_held_after_a_wake(rt, poke)) > base; i++)
         ;
     cr_assert_eq(held, base, "%llu timer records still held after the requester exited",
                  (unsigned long long)(held - base));

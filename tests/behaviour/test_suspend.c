@@ -602,17 +602,6 @@ static const gs_server_ops slow_caller_ops = {.name = "slow_caller", .handle_cas
 static int ignore_info(gs_ctx *ctx, void *state, const gs_msg *m) { return GS_OK; }
 static const gs_server_ops wake_sink_ops = {.name = "wake_sink", .handle_info = ignore_info};
 
-/* The timer records the timer thread holds, once it has looked at its
- * inbox: a timer of 1 ms to the sink wakes it (timers far ahead, and
- * lazy cancels, do not), and is gone itself once it fires. */
-static uint64_t timers_held_after_a_wake(gs_runtime *rt, gs_pid sink)
-{
-    cr_assert_eq(gs_send_after(rt, sink, 1, NULL, 0, 1, NULL), GS_OK);
-    sleep_ms(20);
-    gs_runtime_stats st;
-    cr_assert_eq(gs_runtime_stats_get(rt, &st), GS_OK);
-    return st.timers;
-}
 
 /* An in-server call that waits long enough has its timeout armed on the
  * wheel (scheduler.c, deferral). Answered long before its deadline, it
