@@ -27,6 +27,8 @@
 /* A sleeping timer thread is woken after this many records pushed without
  * a nearer deadline (cancellations, far timers): they hold memory. */
 #define BACKLOG_WAKE 4096u
+/* Purges owed at once by servers that exit with every record taken. */
+#define OWED_PURGES 64u
 
 /* The state word: generation << ST_GEN_SHIFT | ST_DRAINED? | TS_*. */
 enum { TS_FREE = 0, TS_PENDING = 1, TS_DONE = 2, TS_CANCELLED = 3 };
@@ -115,8 +117,6 @@ typedef struct timer_service {
     struct timer_rec ***by_target;
     gs_pid alive_cache; /* a target found alive since the last purge (see take_in) */
     timer_lateness lateness; /* how late it fires (gs_timer_lateness_get) */
-    bool sweeping;           /* a sweep for owed purges is under way (timer_thread.c) */
-    uint32_t sweep_slot;     /* ... and the slot it goes on from */
     _Atomic uint64_t held; /* records taken in (DRAINED) and not freed: written by the thread only */
     bool oom_logged;
     /* --- shared --- */
@@ -129,9 +129,11 @@ typedef struct timer_service {
      * walks the outboxes (timer_outbox.c, "The hint"). */
     alignas(64) _Atomic uint64_t held_hint_ns;
     atomic_bool quit;
-    /* An exiting server found no record to ask for its purge (timers_purge):
-     * the timer thread sweeps for dead servers' timers instead. */
+    /* Exiting servers that found no record to ask for their purge with
+     * (timers_purge): their pids, and the flag that says some are there
+     * (timer_thread.c, purge_owed_pids). */
     atomic_bool purge_owed;
+    _Atomic gs_pid owed_purges[OWED_PURGES];
 } timer_service;
 
 static inline uint64_t state_word(uint64_t gen, unsigned st)

@@ -420,47 +420,28 @@ static void purge(gs_runtime *rt, gs_pid dead)
 }
 
 /* Purges owed. A purge is asked for with a record (timers_purge); with
- * GS_TIMERS_MAX records taken an exiting server cannot have one, and
- * raises purge_owed instead. The thread then sweeps the target lists for
- * timers whose server is gone, up to PURGE_SWEEP_STEP records a pass
- * (each slot's list whole, as purge() does), so that due timers still
- * fire in between. A purge owed during a sweep starts another after it.
- * The records come back: without this they stayed until their deadlines,
- * so a full wheel stayed full. */
-#define PURGE_SWEEP_STEP 4096u
-
-static void purge_sweep_step(gs_runtime *rt)
+ * GS_TIMERS_MAX records taken an exiting server cannot have one, so it
+ * leaves its pid in a free cell of ts->owed_purges and raises purge_owed
+ * instead, and the thread purges those pids as usual. Without this a
+ * stopped server's timers stayed until their deadlines, so a full wheel
+ * stayed full. (A sweep of every target list for dead servers' timers
+ * was tried first: a live server holding most records made each pass
+ * walk them all, stalling every timer for a quarter of a second.) */
+static void purge_owed_pids(gs_runtime *rt)
 {
     timer_service *ts = rt->timers;
-    if (!ts->sweeping) {
-        /* acquire: the exit that raised it had closed its slot, so the
-         * liveness checks below see the server gone. */
-        if (!atomic_load_explicit(&ts->purge_owed, memory_order_relaxed) ||
-            !atomic_exchange_explicit(&ts->purge_owed, false, memory_order_acquire))
-            return;
-        ts->sweeping = true;
-        ts->sweep_slot = 0;
-        ts->alive_cache = GS_NOPID; /* see take_in */
+    /* acquire: pairs with the exit's seq_cst store, made after it filled
+     * its cell; a cell filled after this exchange raises the flag again. */
+    if (!atomic_load_explicit(&ts->purge_owed, memory_order_relaxed) ||
+        !atomic_exchange_explicit(&ts->purge_owed, false, memory_order_acquire))
+        return;
+    for (unsigned i = 0; i < OWED_PURGES; i++) {
+        gs_pid dead = atomic_load_explicit(&ts->owed_purges[i], memory_order_relaxed) == GS_NOPID
+                          ? GS_NOPID
+                          : atomic_exchange_explicit(&ts->owed_purges[i], GS_NOPID, memory_order_acquire);
+        if (dead != GS_NOPID)
+            purge(rt, dead);
     }
-    const uint32_t chunk_mask = (1u << TARGET_CHUNK_SHIFT) - 1;
-    uint32_t visited = 0;
-    while (ts->sweep_slot < GS_MAX_SERVERS && visited < PURGE_SWEEP_STEP) {
-        uint32_t idx = ts->sweep_slot;
-        timer_rec **chunk = ts->by_target[idx >> TARGET_CHUNK_SHIFT];
-        if (chunk == NULL) {
-            ts->sweep_slot = (idx | chunk_mask) + 1; /* a chunk never made: no timers */
-            continue;
-        }
-        for (timer_rec *r = chunk[idx & chunk_mask], *next; r != NULL; r = next) {
-            next = r->proc_next;
-            visited++;
-            if (!target_alive(rt, atomic_load_explicit(&r->target, memory_order_relaxed)))
-                purge_rec(rt, r);
-        }
-        ts->sweep_slot = idx + 1;
-    }
-    if (ts->sweep_slot >= GS_MAX_SERVERS)
-        ts->sweeping = false;
 }
 
 /* A record from the inbox: a new timer, a removal request or a purge. */
@@ -607,7 +588,7 @@ void *timer_main(void *arg)
     uint64_t promoted_ns = 0;
     while (!atomic_load_explicit(&ts->quit, memory_order_acquire)) {
         drain_inbox(rt, INBOX_BATCH);
-        purge_sweep_step(rt);
+        purge_owed_pids(rt);
         uint64_t now = now_ns();
         /* Held timers may be due to come in: walk the outboxes. */
         if (outboxes_earliest(rt) < now + HOLD_AHEAD_NS)
@@ -632,7 +613,7 @@ void *timer_main(void *arg)
         uint64_t held = outboxes_earliest(rt);
         if (held < add_sat(next, HOLD_AHEAD_NS))
             next = held > HOLD_AHEAD_NS ? held - HOLD_AHEAD_NS : 0;
-        if (next <= now_ns() || injectq_maybe_nonempty(&ts->inbox) || ts->sweeping ||
+        if (next <= now_ns() || injectq_maybe_nonempty(&ts->inbox) ||
             atomic_load_explicit(&ts->purge_owed, memory_order_relaxed))
             continue;
         if (next - now > IDLE_TRIM_NS)

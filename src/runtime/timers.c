@@ -52,6 +52,7 @@
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "alloc.h"
 #include "deadline_clock.h"
@@ -557,6 +558,40 @@ void gs_set_idle_timeout(gs_ctx *ctx, int ms)
 
 /* ---- purge (a server's exit) ------------------------------------------ */
 
+/* No record to ask for dead's purge with (GS_TIMERS_MAX taken): its pid
+ * goes in a free cell of owed_purges instead (timer_thread.c,
+ * purge_owed_pids). If all are taken, the thread is woken to empty them
+ * and we wait, a bounded while: past that, the server's timers are freed
+ * at their deadlines, as a purge-less exit left them before. */
+#define OWED_WAIT_ROUNDS 2000 /* of 50 us: 100 ms */
+
+static void purge_owed(gs_runtime *rt, gs_pid dead)
+{
+    timer_service *ts = rt->timers;
+    for (int round = 0; round < OWED_WAIT_ROUNDS; round++) {
+        for (unsigned i = 0; i < OWED_PURGES; i++) {
+            gs_pid none = GS_NOPID;
+            /* release: the slot's close comes before, for the purge's
+             * liveness checks. */
+            if (atomic_load_explicit(&ts->owed_purges[i], memory_order_relaxed) == GS_NOPID &&
+                atomic_compare_exchange_strong_explicit(&ts->owed_purges[i], &none, dead, memory_order_release,
+                                                        memory_order_relaxed)) {
+                /* seq_cst store, then the bell: a thread about to sleep
+                 * read the bell before it looks at the flag. */
+                atomic_store_explicit(&ts->purge_owed, true, memory_order_seq_cst);
+                atomic_fetch_add_explicit(&ts->bell, 1, memory_order_release);
+                futex_wake(&ts->bell, 1);
+                return;
+            }
+        }
+        atomic_fetch_add_explicit(&ts->bell, 1, memory_order_release);
+        futex_wake(&ts->bell, 1);
+        struct timespec nap = {0, 50000};
+        nanosleep(&nap, NULL);
+    }
+    log_write(rt, GS_LOG_WARNING, "timers of an exited server are freed at their deadlines: no timer record free");
+}
+
 void timers_purge(gs_runtime *rt, proc *p)
 {
     /* After the slot closed: an arming thread that set the flag later
@@ -568,13 +603,7 @@ void timers_purge(gs_runtime *rt, proc *p)
     timer_rec *r;
     uint64_t gen;
     if (rec_new(rt, arming_side(rt), TK_PURGE, p->pid, 0, &r, &gen) != GS_OK) {
-        /* No record (GS_TIMERS_MAX taken): the thread sweeps for them
-         * (timer_thread.c, purge_sweep_step). seq_cst store, then the bell:
-         * a thread about to sleep read the bell before it looked. */
-        timer_service *ts = rt->timers;
-        atomic_store_explicit(&ts->purge_owed, true, memory_order_seq_cst);
-        atomic_fetch_add_explicit(&ts->bell, 1, memory_order_release);
-        futex_wake(&ts->bell, 1);
+        purge_owed(rt, p->pid);
         return;
     }
     /* Not behind the outbox (NULL): timers it holds for the dead server

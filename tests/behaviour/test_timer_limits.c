@@ -68,6 +68,12 @@ Test(timer_limits, a_call_from_a_callback_times_out_with_every_timer_record_take
     atomic_store(&mute, start_ok(rt, &mute_ops, NULL));
     gs_pid caller = start_ok(rt, &caller_ops, NULL);
     gs_pid idler = start_ok(rt, &idler_ops, NULL);
+    /* Three servers with a timer each, stopped while the wheel is full. */
+    gs_pid holders[3];
+    for (int i = 0; i < 3; i++) {
+        holders[i] = start_ok(rt, &idler_ops, NULL);
+        cr_assert_eq(gs_send_after(rt, holders[i], 1, NULL, 0, 3600 * 1000, NULL), GS_OK);
+    }
     uint64_t armed = 0;
     int rc;
     while ((rc = gs_send_after(rt, atomic_load(&mute), 1, NULL, 0, 3600 * 1000, NULL)) == GS_OK)
@@ -96,11 +102,24 @@ Test(timer_limits, a_call_from_a_callback_times_out_with_every_timer_record_take
     cr_assert_eq(logcap_count(&log, GS_LOG_ERROR, "idle timeout of 20 ms not armed", NULL, NULL, NULL), 1,
                  "the failure is logged once");
     /* Records come back when their server stops: its exit finds no record
-     * to ask for a purge with, so the timer thread sweeps for them (they
-     * used to stay until their deadline, an hour away). A message then
-     * arms the idle timeout again, and silence brings it. */
-    stop_ok(rt, atomic_load(&mute));
+     * to ask for a purge with, so it leaves its pid for the timer thread
+     * (they used to stay until their deadline, an hour away). First three
+     * small holders, whose purges must not walk the mute server's
+     * timers, then the mute server itself. A message then arms the idle
+     * timeout again, and silence brings it. */
     gs_runtime_stats st = {0};
+    cr_assert_eq(gs_runtime_stats_get(rt, &st), GS_OK);
+    uint64_t full = st.timers;
+    for (int i = 0; i < 3; i++)
+        stop_ok(rt, holders[i]);
+    until = now_ns() + 20 * 1000000000LL;
+    do {
+        sleep_ms(20);
+        cr_assert_eq(gs_runtime_stats_get(rt, &st), GS_OK);
+    } while (st.timers + 3 > full && now_ns() < until);
+    cr_assert_eq(st.timers + 3, full, "%llu held before the holders stopped, %llu after",
+                 (unsigned long long)full, (unsigned long long)st.timers);
+    stop_ok(rt, atomic_load(&mute));
     until = now_ns() + 60 * 1000000000LL;
     do {
         sleep_ms(50);
