@@ -377,7 +377,10 @@ typedef struct gs_request_reply {
  * outcome, GS_TAG_REPLY_TIMEOUT, arrives all the same, and only one.
  * When the requesting server exits, its open requests end with it: their
  * slots and timeouts are freed then, and the callee's reply is dropped
- * (its gs_reply returns GS_ENOENT, as for a call that timed out). */
+ * (its gs_reply returns GS_ENOENT, as for a call that timed out). A
+ * callback requesting from a server of another runtime counts there as an
+ * outside thread: it collects the outcome with gs_wait_request, and its
+ * exit does not end the request. */
 int gs_send_request(gs_runtime *rt, gs_pid to, uint32_t tag, const void *data, size_t len, int timeout_ms,
                     gs_request *out);
 
@@ -408,8 +411,11 @@ typedef uint64_t gs_timer;
 /* Delivers a copy of (tag, data, len) to `to`'s handle_info after delay_ms
  * (0: as soon as possible), with sender GS_NOPID. Never early; late by at
  * most about 1/8 ms plus the OS's wake-up while the runtime keeps up.
- * Timers that come due in the same 1/8 ms may arrive in any order (timers
- * armed in order with the same delay arrive in order). *out (may be NULL)
+ * Timers that come due in the same 1/8 ms may arrive in any order, but
+ * timers one thread arms in order with the same delay arrive in order.
+ * (Deadlines read on different threads within a microsecond or so of each
+ * other may come out in either order, as may those of one server whose
+ * callback resumed on another thread in between.) *out (may be NULL)
  * gets a handle for gs_cancel_timer. A timer whose target stops is
  * cancelled with it: never delivered, and its record freed then (even
  * with GS_TIMERS_MAX records in use). Any thread; a thread outside the runtime's workers

@@ -25,6 +25,10 @@
 #include "alloc.h"
 
 #define SERVER_BATCH 64u
+/* Message kinds that do not end an idle timeout's silence. */
+#define NOT_ACTIVITY                                                                                          \
+    (1u << MSG_IDLE | 1u << MSG_MONITOR | 1u << MSG_DEMONITOR | 1u << MSG_LINK | 1u << MSG_UNLINK |           \
+     1u << MSG_KILL)
 
 _Thread_local proc *tl_proc __attribute__((tls_model("initial-exec")));
 
@@ -579,7 +583,8 @@ bool server_run(proc *p)
          * it never came (it counts as no activity either). */
         if (m->kind == MSG_TICK && !timers_tick_current(proc_rt(p), m))
             continue;
-        bool idle_check = m->kind == MSG_IDLE; /* read now: dispatch may free m */
+        uint8_t kind = m->kind; /* read now: dispatch may free m */
+        bool idle_check = kind == MSG_IDLE;
         if (idle_check && active) {
             note_activity(p); /* the messages before the check count */
             active = false;
@@ -592,8 +597,11 @@ bool server_run(proc *p)
             return false;
         }
         /* Looked at after the callback, so that one that set the timeout
-         * counts as activity too (noted once, at the end of the turn). */
-        if (!idle_check && p->extra != NULL && p->extra->idle_ms != 0)
+         * counts as activity too (noted once, at the end of the turn).
+         * The runtime's bookkeeping (monitors, links, a kill's wake-up)
+         * runs no callback and is no activity: being monitored does not
+         * keep a server from its timeout, as in OTP. */
+        if ((NOT_ACTIVITY & (1u << kind)) == 0 && p->extra != NULL && p->extra->idle_ms != 0)
             active = true;
     }
     if (n > 0)

@@ -755,3 +755,27 @@ Test(timers, idle_silence_counts_from_the_return_of_the_callback_that_first_sets
 {
     idle_counts_from_return(SLOW_CAST_SETS);
 }
+
+/* Being monitored (or linked) is no activity: the runtime's bookkeeping
+ * runs none of the server's callbacks. A server monitored and
+ * demonitored every 5 ms never got its 20 ms timeout. */
+static int watcher_info(gs_ctx *ctx, void *state, const gs_msg *m) { return GS_OK; }
+static const gs_server_ops watcher_ops = {.name = "watcher", .handle_info = watcher_info};
+
+Test(timers, idle_timeout_fires_while_the_server_is_monitored_and_demonitored, .timeout = 20)
+{
+    atomic_store(&idle_fired, 0);
+    gs_runtime *rt = rt_new(2);
+    int ms = 20;
+    gs_pid s = start_ok(rt, &idler_ops, &ms);
+    gs_pid w = start_ok(rt, &watcher_ops, NULL);
+    for (int i = 0; i < 100; i++) {
+        gs_ref ref;
+        cr_assert_eq(gs_monitor(rt, w, s, &ref), GS_OK);
+        cr_assert_eq(gs_demonitor(rt, ref), GS_OK);
+        sleep_ms(5);
+    }
+    cr_assert_geq(atomic_load(&idle_fired), 2, "%d timeouts in 0.5 s of bookkeeping only (idle 20 ms)",
+                  atomic_load(&idle_fired));
+    rt_free(rt);
+}
