@@ -25,10 +25,6 @@
 #include "alloc.h"
 
 #define SERVER_BATCH 64u
-/* Message kinds that do not end an idle timeout's silence. */
-#define NOT_ACTIVITY                                                                                          \
-    (1u << MSG_IDLE | 1u << MSG_MONITOR | 1u << MSG_DEMONITOR | 1u << MSG_LINK | 1u << MSG_UNLINK |           \
-     1u << MSG_KILL)
 
 _Thread_local proc *tl_proc __attribute__((tls_model("initial-exec")));
 
@@ -280,7 +276,13 @@ static void bookkeeping(proc *p, const msg *m)
     }
 }
 
-static void dispatch(proc *p, msg *m)
+/* Hands m to the server's callback, or to the runtime's bookkeeping.
+ * Returns whether the server received something: a message that reached
+ * (or was meant for) a callback, as opposed to bookkeeping that ran none
+ * (monitors, links, an ignored exit signal, a DOWN of a monitor removed
+ * since, a kill's wake-up, an idle check): only the former ends an idle
+ * timeout's silence (as in OTP, being monitored does not). */
+static bool dispatch(proc *p, msg *m)
 {
     const gs_server_ops *ops = p->ops;
     gs_msg gm = {.tag = m->tag, .data = m->len ? m->data : NULL, .len = m->len, .sender = m->sender};
@@ -310,24 +312,29 @@ static void dispatch(proc *p, msg *m)
         break;
     case MSG_IDLE:
         on_idle_check(p, m);
-        break;
+        return false;
     case MSG_MONITOR:
     case MSG_DEMONITOR:
     case MSG_LINK:
     case MSG_UNLINK:
         bookkeeping(p, m);
-        break;
+        return false;
     case MSG_DOWN:
-        if (monitors_on_down(p, m) && ops->handle_info != NULL)
+        if (!monitors_on_down(p, m))
+            return false;
+        if (ops->handle_info != NULL)
             apply_return(p, ops->handle_info(ctx_of(p), p->state, &gm), "handle_info");
         break;
     case MSG_EXIT:
-        if (links_on_exit(p, m) && ops->handle_info != NULL)
+        if (!links_on_exit(p, m))
+            return false;
+        if (ops->handle_info != NULL)
             apply_return(p, ops->handle_info(ctx_of(p), p->state, &gm), "handle_info");
         break;
     case MSG_KILL:
-        break; /* the flag in ctl does the work */
+        return false; /* the flag in ctl does the work */
     }
+    return true;
 }
 
 /* What a message that will never reach a callback still means: calls
@@ -583,13 +590,11 @@ bool server_run(proc *p)
          * it never came (it counts as no activity either). */
         if (m->kind == MSG_TICK && !timers_tick_current(proc_rt(p), m))
             continue;
-        uint8_t kind = m->kind; /* read now: dispatch may free m */
-        bool idle_check = kind == MSG_IDLE;
-        if (idle_check && active) {
+        if (m->kind == MSG_IDLE && active) {
             note_activity(p); /* the messages before the check count */
             active = false;
         }
-        dispatch(p, m); /* may suspend in a call and resume on another worker */
+        bool received = dispatch(p, m); /* may suspend in a call and resume on another worker */
         if (p->exiting) {
             count_messages(n + 1);
             server_exit(p);
@@ -597,11 +602,9 @@ bool server_run(proc *p)
             return false;
         }
         /* Looked at after the callback, so that one that set the timeout
-         * counts as activity too (noted once, at the end of the turn).
-         * The runtime's bookkeeping (monitors, links, a kill's wake-up)
-         * runs no callback and is no activity: being monitored does not
-         * keep a server from its timeout, as in OTP. */
-        if ((NOT_ACTIVITY & (1u << kind)) == 0 && p->extra != NULL && p->extra->idle_ms != 0)
+         * counts as activity too (noted once, at the end of the turn);
+         * bookkeeping does not count (dispatch). */
+        if (received && p->extra != NULL && p->extra->idle_ms != 0)
             active = true;
     }
     if (n > 0)

@@ -779,3 +779,29 @@ Test(timers, idle_timeout_fires_while_the_server_is_monitored_and_demonitored, .
                   atomic_load(&idle_fired));
     rt_free(rt);
 }
+
+/* Nor is an exit signal the server ignores (GS_NORMAL from a link, not
+ * trapped): no callback runs. Servers linked to it and stopping every
+ * 5 ms kept it from its 20 ms timeout. */
+static int linker_init(gs_ctx *ctx, void *state, const void *arg)
+{
+    return gs_link(ctx, *(const gs_pid *)arg);
+}
+
+static const gs_server_ops linker_ops = {.name = "linker", .init = linker_init};
+
+Test(timers, idle_timeout_fires_while_linked_servers_exit_normally, .timeout = 20)
+{
+    atomic_store(&idle_fired, 0);
+    gs_runtime *rt = rt_new(2);
+    int ms = 20;
+    gs_pid s = start_ok(rt, &idler_ops, &ms);
+    for (int i = 0; i < 100; i++) {
+        gs_pid l = start_ok(rt, &linker_ops, &s);
+        stop_ok(rt, l);
+        sleep_ms(5);
+    }
+    cr_assert_geq(atomic_load(&idle_fired), 2, "%d timeouts in 0.5 s of ignored exit signals only (idle 20 ms)",
+                  atomic_load(&idle_fired));
+    rt_free(rt);
+}
