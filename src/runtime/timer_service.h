@@ -27,8 +27,6 @@
 /* A sleeping timer thread is woken after this many records pushed without
  * a nearer deadline (cancellations, far timers): they hold memory. */
 #define BACKLOG_WAKE 4096u
-/* Purges owed at once by servers that exit with every record taken. */
-#define OWED_PURGES 64u
 
 /* The state word: generation << ST_GEN_SHIFT | ST_DRAINED? | TS_*. */
 enum { TS_FREE = 0, TS_PENDING = 1, TS_DONE = 2, TS_CANCELLED = 3 };
@@ -98,6 +96,12 @@ _Static_assert(offsetof(timer_rec, u.named.m) == offsetof(timer_rec, u.tick.tmpl
                "fire_tick reads a named interval timer as any interval timer");
 _Static_assert(offsetof(timer_rec, target) == 64, "the first line holds what every drain reads");
 
+/* A purge asked for without a record (timers_purge). */
+typedef struct owed_purge {
+    struct owed_purge *next;
+    gs_pid dead;
+} owed_purge;
+
 typedef struct timer_service {
     injectq inbox;
     pool recs;
@@ -130,10 +134,9 @@ typedef struct timer_service {
     alignas(64) _Atomic uint64_t held_hint_ns;
     atomic_bool quit;
     /* Exiting servers that found no record to ask for their purge with
-     * (timers_purge): their pids, and the flag that says some are there
-     * (timer_thread.c, purge_owed_pids). */
-    atomic_bool purge_owed;
-    _Atomic gs_pid owed_purges[OWED_PURGES];
+     * (timers_purge): a stack of their pids (timer_thread.c,
+     * purge_owed_pids). */
+    _Atomic(struct owed_purge *) owed;
 } timer_service;
 
 static inline uint64_t state_word(uint64_t gen, unsigned st)

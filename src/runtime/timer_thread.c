@@ -44,6 +44,9 @@
 #include "timer_service.h"
 
 #define INBOX_BATCH 1024
+/* Held timers are taken while the inbox is not empty yet only this close
+ * to the earliest one's deadline (see timer_main). */
+#define HELD_URGENT_NS (NS_PER_TICK)
 #define TIMER_SLACK_NS 5000
 #define IDLE_TRIM_NS 100000000u /* a sleep this long trims the message cache */
 
@@ -421,26 +424,27 @@ static void purge(gs_runtime *rt, gs_pid dead)
 
 /* Purges owed. A purge is asked for with a record (timers_purge); with
  * GS_TIMERS_MAX records taken an exiting server cannot have one, so it
- * leaves its pid in a free cell of ts->owed_purges and raises purge_owed
- * instead, and the thread purges those pids as usual. Without this a
- * stopped server's timers stayed until their deadlines, so a full wheel
- * stayed full. (A sweep of every target list for dead servers' timers
- * was tried first: a live server holding most records made each pass
- * walk them all, stalling every timer for a quarter of a second.) */
+ * pushes its pid on ts->owed (a node from malloc) instead, and the
+ * thread purges those pids as usual. Without this a stopped server's
+ * timers stayed until their deadlines, so a full wheel stayed full.
+ * Tried first: a sweep of every target list for dead servers' timers (a
+ * live server holding most records made each pass walk them all,
+ * stalling every timer for a quarter of a second), then 64 fixed cells
+ * for the pids (exits waited on their worker for a free one, up to
+ * 100 ms each, when the thread was busy). */
 static void purge_owed_pids(gs_runtime *rt)
 {
     timer_service *ts = rt->timers;
-    /* acquire: pairs with the exit's seq_cst store, made after it filled
-     * its cell; a cell filled after this exchange raises the flag again. */
-    if (!atomic_load_explicit(&ts->purge_owed, memory_order_relaxed) ||
-        !atomic_exchange_explicit(&ts->purge_owed, false, memory_order_acquire))
+    if (atomic_load_explicit(&ts->owed, memory_order_relaxed) == NULL)
         return;
-    for (unsigned i = 0; i < OWED_PURGES; i++) {
-        gs_pid dead = atomic_load_explicit(&ts->owed_purges[i], memory_order_relaxed) == GS_NOPID
-                          ? GS_NOPID
-                          : atomic_exchange_explicit(&ts->owed_purges[i], GS_NOPID, memory_order_acquire);
-        if (dead != GS_NOPID)
-            purge(rt, dead);
+    /* acquire: the nodes' contents, and each exit's close of its slot
+     * before its push (the purge's liveness checks see it gone). */
+    owed_purge *n = atomic_exchange_explicit(&ts->owed, NULL, memory_order_acquire);
+    while (n != NULL) {
+        owed_purge *next = n->next;
+        purge(rt, n->dead);
+        free(n);
+        n = next;
     }
 }
 
@@ -523,7 +527,21 @@ static void sweep_outboxes(gs_runtime *rt, uint64_t horizon_ns)
         (void)outbox_take(&rt->workers[i].timer_side.outbox, horizon_ns, &got, &kept_min);
     thread_outboxes_take(rt, horizon_ns, &got, &kept_min);
     outbox_hint_lower(ts, kept_min);
-    take_in_chain(rt, &got);
+    if (got.first == NULL)
+        return;
+    /* A thread's older timers may still wait in the inbox (the loop waits
+     * for it to empty, but not past HELD_URGENT_NS before a held
+     * deadline): these go behind them, so that each thread's timers reach
+     * the wheel in the order armed (timer_outbox.c, "Ordering"). Taking
+     * them in at once put them ahead, and one thread's timers of one
+     * delay fired out of order whenever another thread kept the inbox
+     * full. (Behind, they can still pass that thread's newer timers if it
+     * flushes its outbox between our take and our push: only when the
+     * inbox stays full until a held timer is urgent.) */
+    if (injectq_maybe_nonempty(&ts->inbox))
+        injectq_push_chain(&ts->inbox, got.first, got.last);
+    else
+        take_in_chain(rt, &got);
 }
 
 /* At or before the earliest deadline held in any outbox; UINT64_MAX if
@@ -576,6 +594,11 @@ void timer_thread_state_destroy(timer_service *ts)
     wheel_free(ts->wheel);
     ts->wheel = NULL;
     msg_cache_destroy(&ts->msgs); /* every server is gone, and its messages with it */
+    for (owed_purge *n = atomic_exchange_explicit(&ts->owed, NULL, memory_order_acquire), *next; n != NULL;
+         n = next) {
+        next = n->next;
+        free(n); /* the thread has stopped: the wheel goes whole */
+    }
 }
 
 void *timer_main(void *arg)
@@ -590,8 +613,13 @@ void *timer_main(void *arg)
         drain_inbox(rt, INBOX_BATCH);
         purge_owed_pids(rt);
         uint64_t now = now_ns();
-        /* Held timers may be due to come in: walk the outboxes. */
-        if (outboxes_earliest(rt) < now + HOLD_AHEAD_NS)
+        /* Held timers may be due to come in: walk the outboxes, once the
+         * inbox is empty (their threads' older timers may be in it, and
+         * must reach the wheel first), or when the earliest held is
+         * close to its deadline (then they go behind the inbox, see
+         * sweep_outboxes). */
+        uint64_t held_at = outboxes_earliest(rt);
+        if (held_at < now + HOLD_AHEAD_NS && (held_at < now + HELD_URGENT_NS || !injectq_maybe_nonempty(&ts->inbox)))
             sweep_outboxes(rt, now + HOLD_AHEAD_NS);
         /* The servers this makes runnable reach the workers in batches. */
         run_batch batch;
@@ -614,7 +642,7 @@ void *timer_main(void *arg)
         if (held < add_sat(next, HOLD_AHEAD_NS))
             next = held > HOLD_AHEAD_NS ? held - HOLD_AHEAD_NS : 0;
         if (next <= now_ns() || injectq_maybe_nonempty(&ts->inbox) ||
-            atomic_load_explicit(&ts->purge_owed, memory_order_relaxed))
+            atomic_load_explicit(&ts->owed, memory_order_relaxed) != NULL)
             continue;
         if (next - now > IDLE_TRIM_NS)
             msg_cache_trim(&ts->msgs); /* a lull: give back what a burst left cached */
@@ -633,7 +661,7 @@ void *timer_main(void *arg)
          * makes us look again. */
         if (!injectq_maybe_nonempty(&ts->inbox) && outboxes_earliest(rt) >= add_sat(next, HOLD_AHEAD_NS) &&
             !atomic_load_explicit(&ts->quit, memory_order_seq_cst) &&
-            !atomic_load_explicit(&ts->purge_owed, memory_order_seq_cst) /* raised before the bell rang */) {
+            atomic_load_explicit(&ts->owed, memory_order_seq_cst) == NULL /* pushed before the bell rang */) {
             if (next == UINT64_MAX) {
                 futex_wait_until(&ts->bell, bell, NULL);
             } else {

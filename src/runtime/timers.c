@@ -52,7 +52,6 @@
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "alloc.h"
 #include "deadline_clock.h"
@@ -559,37 +558,25 @@ void gs_set_idle_timeout(gs_ctx *ctx, int ms)
 /* ---- purge (a server's exit) ------------------------------------------ */
 
 /* No record to ask for dead's purge with (GS_TIMERS_MAX taken): its pid
- * goes in a free cell of owed_purges instead (timer_thread.c,
- * purge_owed_pids). If all are taken, the thread is woken to empty them
- * and we wait, a bounded while: past that, the server's timers are freed
- * at their deadlines, as a purge-less exit left them before. */
-#define OWED_WAIT_ROUNDS 2000 /* of 50 us: 100 ms */
-
+ * goes on the owed stack instead (timer_thread.c, purge_owed_pids). Only
+ * if memory runs out too are its timers left to their deadlines. */
 static void purge_owed(gs_runtime *rt, gs_pid dead)
 {
     timer_service *ts = rt->timers;
-    for (int round = 0; round < OWED_WAIT_ROUNDS; round++) {
-        for (unsigned i = 0; i < OWED_PURGES; i++) {
-            gs_pid none = GS_NOPID;
-            /* release: the slot's close comes before, for the purge's
-             * liveness checks. */
-            if (atomic_load_explicit(&ts->owed_purges[i], memory_order_relaxed) == GS_NOPID &&
-                atomic_compare_exchange_strong_explicit(&ts->owed_purges[i], &none, dead, memory_order_release,
-                                                        memory_order_relaxed)) {
-                /* seq_cst store, then the bell: a thread about to sleep
-                 * read the bell before it looks at the flag. */
-                atomic_store_explicit(&ts->purge_owed, true, memory_order_seq_cst);
-                atomic_fetch_add_explicit(&ts->bell, 1, memory_order_release);
-                futex_wake(&ts->bell, 1);
-                return;
-            }
-        }
-        atomic_fetch_add_explicit(&ts->bell, 1, memory_order_release);
-        futex_wake(&ts->bell, 1);
-        struct timespec nap = {0, 50000};
-        nanosleep(&nap, NULL);
+    owed_purge *n = gs_malloc(sizeof *n);
+    if (n == NULL) {
+        log_write(rt, GS_LOG_WARNING, "timers of an exited server are freed at their deadlines: out of memory");
+        return;
     }
-    log_write(rt, GS_LOG_WARNING, "timers of an exited server are freed at their deadlines: no timer record free");
+    n->dead = dead;
+    n->next = atomic_load_explicit(&ts->owed, memory_order_relaxed);
+    /* seq_cst push (release for the node and the slot's close), then the
+     * bell: a thread about to sleep read the bell before it looks. */
+    while (!atomic_compare_exchange_weak_explicit(&ts->owed, &n->next, n, memory_order_seq_cst,
+                                                  memory_order_relaxed))
+        ;
+    atomic_fetch_add_explicit(&ts->bell, 1, memory_order_release);
+    futex_wake(&ts->bell, 1);
 }
 
 void timers_purge(gs_runtime *rt, proc *p)
@@ -638,7 +625,7 @@ int timers_start(gs_runtime *rt)
     atomic_init(&ts->held_hint_ns, UINT64_MAX);
     atomic_init(&ts->backlog, 0);
     atomic_init(&ts->quit, false);
-    atomic_init(&ts->purge_owed, false);
+    atomic_init(&ts->owed, NULL);
     rt->timers = ts;
     if (pthread_create(&ts->thread, NULL, timer_main, rt) != 0) {
         timer_thread_state_destroy(ts);
