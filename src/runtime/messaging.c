@@ -116,12 +116,15 @@ int msg_check_payload(gs_runtime *rt, uint32_t tag, const void *data, size_t len
  * thread. */
 int msg_check_target(gs_runtime *rt, gs_pid to, bool waits, proc **self)
 {
-    *self = msg_current_server(rt);
+    proc *cur = current_proc(); /* of any runtime */
+    *self = cur != NULL && proc_rt(cur) == rt ? cur : NULL;
     if (to == GS_NOPID)
         return GS_ENOPROC;
     if (*self != NULL && (*self)->pid == to)
         return GS_EDEADLK;
-    if (waits && init_frames_wait_on(rt, to))
+    /* Init frames exist only while an init runs, which is then current:
+     * an outside thread need not look. */
+    if (waits && cur != NULL && init_frames_wait_on(rt, to))
         return GS_EDEADLK;
     return GS_OK;
 }

@@ -189,7 +189,7 @@ int gs_runtime_stop(gs_runtime *rt)
     /* From rt's own threads and servers, and from an init that runs
      * inside one of its servers' callbacks (of any runtime, on any
      * thread): the stop would wait for that server. */
-    if ((w != NULL && w->rt == rt) || (cur != NULL && proc_rt(cur) == rt) || init_frames_wait_on(rt, GS_NOPID))
+    if ((w != NULL && w->rt == rt) || (cur != NULL && (proc_rt(cur) == rt || init_frames_wait_on(rt, GS_NOPID))))
         return GS_EDEADLK;
     atomic_store_explicit(&rt->stopping, true, memory_order_seq_cst);
     log_write(rt, GS_LOG_INFO, "runtime stopping: %u servers alive, %u workers",
