@@ -415,7 +415,10 @@ typedef uint64_t gs_timer;
  * timers one thread arms in order with the same delay arrive in order.
  * (Deadlines read on different threads within a microsecond or so of each
  * other may come out in either order, as may those of one server whose
- * callback resumed on another thread in between.) *out (may be NULL)
+ * callback resumed on another thread in between. A known gap: a few of a
+ * thread's timers due 4 ms or more ahead may be overtaken by its next
+ * ones when the timer thread takes them from the thread's outbox while
+ * the thread sends it newer ones.) *out (may be NULL)
  * gets a handle for gs_cancel_timer. A timer whose target stops is
  * cancelled with it: never delivered, and its record freed then (even
  * with GS_TIMERS_MAX records in use). Any thread; a thread outside the runtime's workers

@@ -535,9 +535,14 @@ static void sweep_outboxes(gs_runtime *rt, uint64_t horizon_ns)
      * the wheel in the order armed (timer_outbox.c, "Ordering"). Taking
      * them in at once put them ahead, and one thread's timers of one
      * delay fired out of order whenever another thread kept the inbox
-     * full. (Behind, they can still pass that thread's newer timers if it
-     * flushes its outbox between our take and our push: only when the
-     * inbox stays full until a held timer is urgent.) */
+     * full. The cost, under a flood the thread cannot keep up with: held
+     * timers are then as late as the backlog (hundreds of milliseconds;
+     * they came on time and out of order before), like every other timer
+     * in the inbox. Taking them in at once when urgent, and waiting for a
+     * mark in the inbox, were tried: both gave the order up again. Known
+     * gap: a thread that flushes newer timers into the inbox between our
+     * take and our push (a window that a walk over many threads'
+     * outboxes widens) sees them overtake its held ones. */
     if (injectq_maybe_nonempty(&ts->inbox))
         injectq_push_chain(&ts->inbox, got.first, got.last);
     else
