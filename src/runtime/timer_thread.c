@@ -308,8 +308,8 @@ static void on_tick(wheel_timer *wt, void *arg)
     timer_rec *r = rec_from_wheel(wt);
     r->where = AT_NOWHERE;
     uint64_t deadline = atomic_load_explicit(&r->deadline_ns, memory_order_relaxed);
-    uint64_t tick_start = tick_start_ns(ts, ts->bucket_tick);
     if (deadline <= c->now) {
+        uint64_t tick_start = tick_start_ns(ts, ts->bucket_tick);
         /* A deadline before the tick is older than everything waiting. */
         unsigned b = deadline < tick_start ? 0 : bucket_of(ts, deadline);
         if (deadline < tick_start || (ts->buckets_used & ((2u << b) - 1)) == 0) {

@@ -114,6 +114,15 @@ static void rec_unpublished_free(gs_runtime *rt, timer_arming *a, timer_rec *r)
     pool_free_cached(&rt->timers->recs, a != NULL ? &a->cache : NULL, r->idx);
 }
 
+/* Wakes the timer thread: the bell first (release: what the caller
+ * published before), so that a thread about to sleep on the old value
+ * does not. */
+static void ring_timer_thread(timer_service *ts)
+{
+    atomic_fetch_add_explicit(&ts->bell, 1, memory_order_release);
+    futex_wake(&ts->bell, 1);
+}
+
 void timers_submit_chain(timer_service *ts, mbox_node *first, mbox_node *last, uint32_t n,
                          uint64_t min_deadline_ns)
 {
@@ -125,16 +134,14 @@ void timers_submit_chain(timer_service *ts, mbox_node *first, mbox_node *last, u
     if (!atomic_load_explicit(&ts->sleeping, memory_order_seq_cst))
         return;
     if (min_deadline_ns < atomic_load_explicit(&ts->sleep_until_ns, memory_order_seq_cst)) {
-        atomic_fetch_add_explicit(&ts->bell, 1, memory_order_release);
-        futex_wake(&ts->bell, 1);
+        ring_timer_thread(ts);
         return;
     }
     /* relaxed backlog: only a count; the thread zeroes it before it
      * sleeps. Wake it once, when the count crosses BACKLOG_WAKE. */
     uint32_t before = atomic_fetch_add_explicit(&ts->backlog, n, memory_order_relaxed);
     if (before < BACKLOG_WAKE && before + n >= BACKLOG_WAKE) {
-        atomic_fetch_add_explicit(&ts->bell, 1, memory_order_release);
-        futex_wake(&ts->bell, 1);
+        ring_timer_thread(ts);
     }
 }
 
@@ -499,8 +506,7 @@ void timers_notice_deferral(gs_runtime *rt)
      * entries when it went to sleep) will look anyway. */
     if (atomic_load_explicit(&ts->sleeping, memory_order_seq_cst) &&
         atomic_load_explicit(&ts->sleep_until_ns, memory_order_seq_cst) > now_ns() + 2 * DEFER_CHECK_NS) {
-        atomic_fetch_add_explicit(&ts->bell, 1, memory_order_release);
-        futex_wake(&ts->bell, 1);
+        ring_timer_thread(ts);
     }
 }
 
@@ -575,8 +581,7 @@ static void purge_owed(gs_runtime *rt, gs_pid dead)
     while (!atomic_compare_exchange_weak_explicit(&ts->owed, &n->next, n, memory_order_seq_cst,
                                                   memory_order_relaxed))
         ;
-    atomic_fetch_add_explicit(&ts->bell, 1, memory_order_release);
-    futex_wake(&ts->bell, 1);
+    ring_timer_thread(ts);
 }
 
 void timers_purge(gs_runtime *rt, proc *p)
